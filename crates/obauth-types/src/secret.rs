@@ -1,0 +1,36 @@
+//! Secret-bearing values: client secrets, tokens, codes, PKCE verifiers, assertions.
+
+secret_string! {
+    /// A client secret issued at onboarding (TrueLayer Console, Worldline onboarding).
+    ClientSecret;
+    /// An OAuth 2.0 access token.
+    AccessToken;
+    /// An OAuth 2.0 refresh token; TrueLayer rotates it on every refresh.
+    RefreshToken;
+    /// A single-use authorization code returned to the redirect URI.
+    AuthorizationCode;
+    /// A PKCE `code_verifier` (RFC 7636 §4.1).
+    CodeVerifier;
+    /// A signed JWT client assertion (RFC 7523), a bearer credential while it is valid.
+    ClientAssertion;
+    /// An OpenID Connect ID token, which Keycloak may add to a token response.
+    IdToken;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted_and_serde_is_transparent() {
+        let token = AccessToken::new("super-secret-value");
+        assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
+        assert!(!format!("{:?}", Some(&token)).contains("super-secret"));
+        assert_eq!(
+            serde_json::to_string(&token).unwrap(),
+            "\"super-secret-value\""
+        );
+        let back: AccessToken = serde_json::from_str("\"abc\"").unwrap();
+        assert_eq!(back.expose_secret(), "abc");
+    }
+}
