@@ -1,1 +1,46 @@
-//! placeholder
+//! The sans-IO core of obauth: every operation of TrueLayer's Authentication Server and
+//! Worldline's token endpoint as a pure request builder and a pure response parser.
+//!
+//! No sockets, no TLS, no runtime, no clock and no global state: an operation turns its
+//! inputs into an `http::Request<Vec<u8>>`, and turns the `http::Response` you got back into
+//! a typed result or a typed [`Error`]. Time and randomness arrive as arguments
+//! ([`RequestContext`], `now` parameters), so every decision here is reproducible in a test.
+//! The same holds for the bookkeeping around the calls: token expiry ([`expiry`]), retries
+//! ([`retry`]), PKCE ([`pkce`]) and the Worldline client assertion ([`worldline::assertion`]).
+//!
+//! ```text
+//!   TrueLayerConfig / WorldlineConfig        (endpoints, credentials; built once)
+//!          │  .exchange_code(…) / .token(…)
+//!          ▼
+//!   impl Operation ──build_request(cx)──▶ http::Request<Vec<u8>> ──▶ your HTTP client
+//!          │                                                                │
+//!          └────────parse_response(&resp)◀── http::Response<impl AsRef<[u8]>> ◀─┘
+//!                        │
+//!                        ▼
+//!            Ok(typed output) | Err(Error) ──▶ retry::RetryPolicy::decide(…)
+//! ```
+//!
+//! This crate is not an HTTP client: `obauth-async` (reqwest) and `obauth-blocking` (ureq)
+//! are thin loops around it, and you can drive it with any client you like. The data types
+//! live in `obauth-types`, re-exported here as [`types`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod expiry;
+pub mod operation;
+pub mod pkce;
+pub mod random;
+pub mod retry;
+pub mod truelayer;
+pub mod url;
+mod validate;
+mod wire;
+pub mod worldline;
+
+pub use error::{ApiError, CallbackError, Error, InvalidInput, SigningError, UnexpectedResponse};
+pub use obauth_types as types;
+pub use operation::{Operation, Replay, RequestContext};
+pub use random::{OsRandom, RandomSource};
+pub use url::BaseUrl;
+pub use wire::{MAX_RESPONSE_BODY, USER_AGENT};

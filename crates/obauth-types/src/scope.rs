@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(scopes.len(), 3);
         assert_eq!(scopes.iter().next(), Some(&Scope::Info));
         assert!(!scopes.iter().nth(2).unwrap().is_known());
-        assert_eq!(serde_json::to_string(&scopes).unwrap(), "\"info accounts new_scope\"");
+        assert_eq!(
+            serde_json::to_string(&scopes).unwrap(),
+            "\"info accounts new_scope\""
+        );
 
         let from_array: Scopes<Scope> = serde_json::from_str(r#"["balance","cards"]"#).unwrap();
         assert_eq!(from_array, Scopes::from([Scope::Balance, Scope::Cards]));

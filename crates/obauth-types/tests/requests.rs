@@ -1,5 +1,7 @@
 //! Requests serialize exactly what the spec allows: no nulls, no extra keys.
 
+#![allow(clippy::unwrap_used)]
+
 use obauth_types::truelayer::auth_link::{AuthInputs, AuthLinkRequest, AuthLinkUser};
 use obauth_types::truelayer::token::{AuthorizationCodeRequest, TokenRequest};
 use obauth_types::truelayer::{CodeChallengeMethod, ResponseMode, ResponseTypeCode, Scope};
@@ -48,10 +50,16 @@ fn every_optional_field_serializes_under_its_spec_name() {
     request.auth_inputs = Some(AuthInputs::from_iter([("branch-name", "stet-x")]));
     request.tracking_id = Some("t".into());
     let value = serde_json::to_value(&request).unwrap();
-    assert_eq!(value["user"], serde_json::json!({"name":"Alan Turing","email":"alan@example.com"}));
+    assert_eq!(
+        value["user"],
+        serde_json::json!({"name":"Alan Turing","email":"alan@example.com"})
+    );
     assert_eq!(value["code_challenge_method"], "S256");
     assert_eq!(value["response_mode"], "form_post");
-    assert_eq!(value["auth_inputs"], serde_json::json!({"branch-name":"stet-x"}));
+    assert_eq!(
+        value["auth_inputs"],
+        serde_json::json!({"branch-name":"stet-x"})
+    );
     assert_eq!(value.as_object().unwrap().len(), 14);
 }
 
@@ -79,14 +87,22 @@ fn token_request_puts_grant_type_first_and_drops_absent_verifier() {
         r#"{"grant_type":"authorization_code","client_id":"id","client_secret":"secret","code":"code","redirect_uri":"https://x/cb"}"#
     );
     let debug = format!("{request:?}");
-    assert!(!debug.contains("secret\"") && !debug.contains("\"code\""), "{debug}");
+    assert!(
+        !debug.contains("secret\"") && !debug.contains("\"code\""),
+        "{debug}"
+    );
 
     let mut with_verifier = serde_json::to_value(&request).unwrap();
     with_verifier["code_verifier"] = "v".into();
-    let TokenRequest::AuthorizationCode(parsed) = serde_json::from_value(with_verifier.clone()).unwrap() else {
+    let TokenRequest::AuthorizationCode(parsed) =
+        serde_json::from_value(with_verifier.clone()).unwrap()
+    else {
         panic!("wrong grant");
     };
-    assert_eq!(parsed.code_verifier.map(|v| v.expose_secret().to_owned()), Some("v".into()));
+    assert_eq!(
+        parsed.code_verifier.map(|v| v.expose_secret().to_owned()),
+        Some("v".into())
+    );
     with_verifier["extra"] = 1.into();
     assert!(serde_json::from_value::<TokenRequest>(with_verifier).is_err());
 }

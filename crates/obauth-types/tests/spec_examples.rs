@@ -1,6 +1,8 @@
 //! Every example in the two seed specs parses into the matching type.
 //! The fixtures under `fixtures/` are the spec examples written out verbatim.
 
+#![allow(clippy::unwrap_used)]
+
 use obauth_types::truelayer::auth_link::AuthLinkResponse;
 use obauth_types::truelayer::debug::DebugIdResponse;
 use obauth_types::truelayer::providers::{FieldType, ProvidersResponse};
@@ -11,7 +13,11 @@ use obauth_types::{ErrorCode, ErrorResponse, TokenType};
 
 macro_rules! fixture {
     ($path:literal) => {
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/", $path))
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/",
+            $path
+        ))
     };
 }
 
@@ -20,7 +26,12 @@ fn truelayer_token_example() {
     let token: TokenResponse = serde_json::from_str(fixture!("truelayer/token-200.json")).unwrap();
     assert_eq!(token.expires_in, 3600);
     assert_eq!(token.token_type, TokenType::Bearer);
-    assert!(token.access_token.expose_secret().starts_with("eyJhbGciOiJSUzI1NiIs"));
+    assert!(
+        token
+            .access_token
+            .expose_secret()
+            .starts_with("eyJhbGciOiJSUzI1NiIs")
+    );
     assert_eq!(
         token.refresh_token.unwrap().expose_secret(),
         "DD65D922D17924F5A96E2C9DFA65AC8CD396107FD06A59F40B169E62B738BE5A"
@@ -34,7 +45,12 @@ fn truelayer_token_example() {
 #[test]
 fn truelayer_error_examples() {
     let cases: [(&str, ErrorCode, Option<&str>, Option<&str>); 6] = [
-        (fixture!("truelayer/error-400-invalid-grant.json"), ErrorCode::InvalidGrant, None, None),
+        (
+            fixture!("truelayer/error-400-invalid-grant.json"),
+            ErrorCode::InvalidGrant,
+            None,
+            None,
+        ),
         (
             fixture!("truelayer/error-500-internal.json"),
             ErrorCode::InternalServerError,
@@ -73,7 +89,10 @@ fn truelayer_error_examples() {
         assert_eq!(error.error, code, "{json}");
         assert_eq!(error.error_description.as_deref(), description, "{json}");
         assert_eq!(
-            error.error_details.as_ref().and_then(|d| d.reason.as_deref()),
+            error
+                .error_details
+                .as_ref()
+                .and_then(|d| d.reason.as_deref()),
             reason,
             "{json}"
         );
@@ -97,14 +116,21 @@ fn truelayer_link_and_debug_examples() {
     let link: AuthLinkResponse =
         serde_json::from_str(fixture!("truelayer/authuri-200.json")).unwrap();
     assert!(link.success);
-    assert!(link.result.starts_with("https://verify.monzo.com/open-banking/authorize?"));
+    assert!(
+        link.result
+            .starts_with("https://verify.monzo.com/open-banking/authorize?")
+    );
     let reauth: AuthLinkResponse =
         serde_json::from_str(fixture!("truelayer/reauthuri-200.json")).unwrap();
     assert_eq!(reauth.result, "https://example.com");
 
-    let debug: DebugIdResponse = serde_json::from_str(fixture!("truelayer/debug-200.json")).unwrap();
+    let debug: DebugIdResponse =
+        serde_json::from_str(fixture!("truelayer/debug-200.json")).unwrap();
     assert_eq!(debug.provider_id, "ob-monzo");
-    assert_eq!(debug.credentials_id, "SSwF1CgQMLOs0qratFpybzF7uJ3hxwppiw1C4s+rT4I=");
+    assert_eq!(
+        debug.credentials_id,
+        "SSwF1CgQMLOs0qratFpybzF7uJ3hxwppiw1C4s+rT4I="
+    );
     assert!(debug.debug_id.starts_with("ob-monzo|"));
 }
 
@@ -114,11 +140,23 @@ fn truelayer_providers_example_reads_as_sent() {
         serde_json::from_str(fixture!("truelayer/providers-200.json")).unwrap();
     assert_eq!(providers.len(), 4);
     let ids: Vec<_> = providers.iter().map(|p| p.provider_id.as_str()).collect();
-    assert_eq!(ids, ["mock", "ob-transferwise", "ob-lloyds-business", "stet-credit-agricole"]);
+    assert_eq!(
+        ids,
+        [
+            "mock",
+            "ob-transferwise",
+            "ob-lloyds-business",
+            "stet-credit-agricole"
+        ]
+    );
     assert_eq!(providers[0].country, Country::Uk);
     assert_eq!(providers[2].scopes.len(), 8);
     assert_eq!(
-        providers[0].availability.as_ref().unwrap().recommended_status,
+        providers[0]
+            .availability
+            .as_ref()
+            .unwrap()
+            .recommended_status,
         "healthy"
     );
 
@@ -147,7 +185,10 @@ fn providers_schema_shape_is_also_read() {
     )
     .unwrap();
     assert_eq!(providers.len(), 1);
-    assert_eq!(providers[0].scopes.iter().collect::<Vec<_>>(), [&Scope::Info]);
+    assert_eq!(
+        providers[0].scopes.iter().collect::<Vec<_>>(),
+        [&Scope::Info]
+    );
     assert_eq!(providers[0].steps[0].title, None);
     assert_eq!(providers[0].steps[0].fields[0].kind, FieldType::FreeText);
     assert!(serde_json::from_str::<ProvidersResponse>(r#"[{"steps":[1]}]"#).is_err());
@@ -168,7 +209,10 @@ fn worldline_examples() {
     let error: ErrorResponse =
         serde_json::from_str(fixture!("worldline/error-400-invalid-scope.json")).unwrap();
     assert_eq!(error.error, ErrorCode::InvalidScope);
-    assert_eq!(error.error_description.as_deref(), Some("Invalid scopes: IDEAL"));
+    assert_eq!(
+        error.error_description.as_deref(),
+        Some("Invalid scopes: IDEAL")
+    );
     let error: ErrorResponse = serde_json::from_str(r#"{"error":"invalid_client"}"#).unwrap();
     assert_eq!(error.error, ErrorCode::InvalidClient);
 }

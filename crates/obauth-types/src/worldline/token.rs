@@ -6,7 +6,8 @@ use super::Scope;
 use crate::{AccessToken, ClientAssertion, ClientSecret, IdToken, RefreshToken, Scopes, TokenType};
 
 /// The value of `client_assertion_type` for a JWT client assertion (RFC 7523 §2.2).
-pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const JWT_BEARER_ASSERTION_TYPE: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A `client_credentials` token request; `application/x-www-form-urlencoded` on the wire,
 /// with `grant_type=client_credentials` first.

@@ -1,0 +1,380 @@
+//! The core's error type: what went wrong, typed by what a caller would do about it.
+//!
+//! No variant carries a secret: server bodies appear only as short excerpts with token-like
+//! values redacted, and inputs are described, never echoed.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::StatusCode;
+use obauth_types::{ErrorCode, ErrorDetails};
+
+use crate::retry::RetryAfter;
+
+/// Everything an operation can fail with before or after the transport.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with an OAuth-style error body (`error`, `error_description`).
+    Api(Box<ApiError>),
+    /// The server answered with something the spec does not promise (HTML from a proxy,
+    /// an empty or truncated body, the wrong shape, a redirect).
+    UnexpectedResponse(Box<UnexpectedResponse>),
+    /// An input or setting was refused before anything was sent.
+    InvalidInput(InvalidInput),
+    /// A client assertion could not be signed.
+    Signing(SigningError),
+    /// The redirect back from the authorization dialog carried no usable code.
+    Callback(CallbackError),
+    /// The operating system's random source failed.
+    Randomness(RandomnessError),
+}
+
+impl Error {
+    /// Whether sending the same operation again may succeed: throttling (429), server-side
+    /// failures (5xx and the equivalent error codes) and gateway errors. Whether a retry is
+    /// *safe* depends on the operation too: see [`crate::retry::RetryPolicy::decide`].
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Api(api) => {
+                is_retryable_status(api.status)
+                    || matches!(
+                        api.code,
+                        ErrorCode::InternalServerError
+                            | ErrorCode::ServerError
+                            | ErrorCode::TemporarilyUnavailable
+                    )
+            }
+            Error::UnexpectedResponse(unexpected) => is_retryable_status(unexpected.status),
+            Error::InvalidInput(_) | Error::Signing(_) | Error::Callback(_) => false,
+            Error::Randomness(_) => false,
+        }
+    }
+
+    /// The HTTP status of the server's answer, if there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Api(api) => Some(api.status),
+            Error::UnexpectedResponse(unexpected) => Some(unexpected.status),
+            _ => None,
+        }
+    }
+
+    /// The server's error code, for an API error.
+    pub fn api_code(&self) -> Option<&ErrorCode> {
+        match self {
+            Error::Api(api) => Some(&api.code),
+            _ => None,
+        }
+    }
+
+    /// The server's `Retry-After`, if it sent one.
+    pub fn retry_after(&self) -> Option<RetryAfter> {
+        match self {
+            Error::Api(api) => api.retry_after,
+            Error::UnexpectedResponse(unexpected) => unexpected.retry_after,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, problem: impl Into<Cow<'static, str>>) -> Self {
+        Error::InvalidInput(InvalidInput::new(what, problem))
+    }
+}
+
+fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Api(api) => api.fmt(f),
+            Error::UnexpectedResponse(unexpected) => unexpected.fmt(f),
+            Error::InvalidInput(invalid) => invalid.fmt(f),
+            Error::Signing(signing) => signing.fmt(f),
+            Error::Callback(callback) => callback.fmt(f),
+            Error::Randomness(random) => random.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Signing(signing) => signing.source(),
+            _ => None,
+        }
+    }
+}
+
+impl From<InvalidInput> for Error {
+    fn from(invalid: InvalidInput) -> Self {
+        Error::InvalidInput(invalid)
+    }
+}
+
+impl From<SigningError> for Error {
+    fn from(signing: SigningError) -> Self {
+        Error::Signing(signing)
+    }
+}
+
+impl From<CallbackError> for Error {
+    fn from(callback: CallbackError) -> Self {
+        Error::Callback(callback)
+    }
+}
+
+impl From<RandomnessError> for Error {
+    fn from(random: RandomnessError) -> Self {
+        Error::Randomness(random)
+    }
+}
+
+/// An OAuth-style error answer.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ApiError {
+    /// The HTTP status (servers differ on 400 vs 401 for the same code, so match on `code`).
+    pub status: StatusCode,
+    /// The `error` code; unknown codes are kept.
+    pub code: ErrorCode,
+    /// `error_description`.
+    pub description: Option<String>,
+    /// TrueLayer's `error_details`, every key kept.
+    pub details: Option<ErrorDetails>,
+    /// A trace or correlation id header, to quote to the provider's support.
+    pub trace_id: Option<String>,
+    /// `Retry-After`, if sent.
+    pub retry_after: Option<RetryAfter>,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "server answered {}: {}", self.status, self.code)?;
+        if let Some(description) = &self.description {
+            write!(f, ": {description}")?;
+        }
+        if let Some(reason) = self.details.as_ref().and_then(|d| d.reason.as_deref()) {
+            write!(f, " ({reason})")?;
+        }
+        if let Some(trace_id) = &self.trace_id {
+            write!(f, " [trace id {trace_id}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// What was wrong with an unexpected response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnexpectedKind {
+    /// The body was empty where JSON was promised.
+    EmptyBody,
+    /// The body is not JSON (an HTML error page from a proxy, plain text, truncated JSON).
+    NotJson,
+    /// JSON, but not the promised shape; says which field or type was off.
+    WrongShape(String),
+    /// A redirect: obauth never follows redirects on these endpoints.
+    Redirect,
+    /// An auth-link answer with `"success": false`.
+    LinkNotCreated,
+}
+
+impl fmt::Display for UnexpectedKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnexpectedKind::EmptyBody => f.write_str("empty body"),
+            UnexpectedKind::NotJson => f.write_str("body is not JSON"),
+            UnexpectedKind::WrongShape(why) => write!(f, "JSON of the wrong shape: {why}"),
+            UnexpectedKind::Redirect => f.write_str("redirect (not followed)"),
+            UnexpectedKind::LinkNotCreated => f.write_str("link not created (success: false)"),
+        }
+    }
+}
+
+/// An answer that is not what the spec promises.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct UnexpectedResponse {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What was wrong.
+    pub kind: UnexpectedKind,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The start of the body, with secret-looking values redacted.
+    pub excerpt: String,
+    /// A trace or correlation id header.
+    pub trace_id: Option<String>,
+    /// `Retry-After`, if sent.
+    pub retry_after: Option<RetryAfter>,
+}
+
+impl fmt::Display for UnexpectedResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unexpected response (HTTP {}", self.status)?;
+        if let Some(content_type) = &self.content_type {
+            write!(f, ", {content_type}")?;
+        }
+        write!(f, "): {}", self.kind)?;
+        if !self.excerpt.is_empty() {
+            write!(f, "; body starts: {}", self.excerpt)?;
+        }
+        if let Some(trace_id) = &self.trace_id {
+            write!(f, " [trace id {trace_id}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// An input or setting refused before anything was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidInput {
+    what: &'static str,
+    problem: Cow<'static, str>,
+}
+
+impl InvalidInput {
+    /// `what` names the input (`"redirect_uri"`, `"base URL"`); `problem` says what to fix.
+    /// Neither may contain a secret value.
+    pub fn new(what: &'static str, problem: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            what,
+            problem: problem.into(),
+        }
+    }
+
+    /// The input that was refused.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.what, self.problem)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// A client assertion could not be signed. Custom [`crate::worldline::assertion::AssertionSigner`]s
+/// (HSM, KMS) report their failures with it.
+#[derive(Debug)]
+pub struct SigningError {
+    message: Cow<'static, str>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl SigningError {
+    /// A failure described by `message`, which must not contain key material.
+    pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same, with the underlying cause.
+    pub fn with_source(
+        message: impl Into<Cow<'static, str>>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl fmt::Display for SigningError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "signing the client assertion failed: {}", self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SigningError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The operating system's random source failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RandomnessError {
+    pub(crate) code: Option<u32>,
+}
+
+impl fmt::Display for RandomnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the operating system's random source failed")?;
+        if let Some(code) = self.code {
+            write!(f, " (code {code})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RandomnessError {}
+
+/// The redirect back from the authorization dialog did not yield a code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// The dialog returned an error (RFC 6749 §4.1.2.1), e.g. `access_denied`.
+    Denied {
+        /// The error code.
+        code: ErrorCode,
+        /// `error_description`.
+        description: Option<String>,
+    },
+    /// `state` is missing or differs from the one sent: possibly a forged redirect.
+    StateMismatch,
+    /// A required parameter is missing.
+    MissingParameter(&'static str),
+    /// A parameter appears more than once (RFC 6749 §3.1).
+    DuplicateParameter(String),
+    /// `iss` differs from the expected issuer (RFC 9207).
+    IssuerMismatch,
+}
+
+impl fmt::Display for CallbackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallbackError::Denied { code, description } => {
+                write!(f, "authorization failed: {code}")?;
+                if let Some(description) = description {
+                    write!(f, ": {description}")?;
+                }
+                Ok(())
+            }
+            CallbackError::StateMismatch => {
+                f.write_str("authorization redirect: state is missing or does not match")
+            }
+            CallbackError::MissingParameter(name) => {
+                write!(f, "authorization redirect: missing `{name}`")
+            }
+            CallbackError::DuplicateParameter(name) => {
+                write!(f, "authorization redirect: `{name}` appears more than once")
+            }
+            CallbackError::IssuerMismatch => {
+                f.write_str("authorization redirect: `iss` is not the expected issuer")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CallbackError {}

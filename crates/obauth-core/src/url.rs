@@ -1,0 +1,159 @@
+//! Base URLs: `https://` anywhere, plain `http://` only on loopback.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use http::Uri;
+use http::uri::PathAndQuery;
+
+use crate::error::InvalidInput;
+
+/// A validated server base URL: scheme, host, optional port and path prefix, no query,
+/// no fragment, no credentials, no trailing slash.
+///
+/// `https` is required except for loopback hosts (`localhost`, `127.0.0.0/8`, `::1`),
+/// where `http` is allowed for local test servers.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BaseUrl(pub(crate) String);
+
+impl BaseUrl {
+    /// Validates and normalizes `url` (a trailing `/` is dropped).
+    pub fn parse(url: &str) -> Result<Self, InvalidInput> {
+        const WHAT: &str = "base URL";
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| InvalidInput::new(WHAT, "not an absolute URL"))?;
+        let scheme = uri
+            .scheme_str()
+            .ok_or_else(|| InvalidInput::new(WHAT, "missing scheme (https://…)"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| InvalidInput::new(WHAT, "missing host"))?;
+        if authority.as_str().contains('@') {
+            return Err(InvalidInput::new(WHAT, "must not contain credentials"));
+        }
+        let host = authority.host();
+        if host.is_empty() {
+            return Err(InvalidInput::new(WHAT, "missing host"));
+        }
+        match scheme {
+            "https" => {}
+            "http" if is_loopback(host) => {}
+            "http" => {
+                return Err(InvalidInput::new(
+                    WHAT,
+                    "plain http:// is only allowed for loopback hosts; use https://",
+                ));
+            }
+            _ => return Err(InvalidInput::new(WHAT, "scheme must be https")),
+        }
+        if uri.query().is_some() || url.contains('#') {
+            return Err(InvalidInput::new(WHAT, "must not have a query or fragment"));
+        }
+        let path = uri.path().trim_end_matches('/');
+        Ok(BaseUrl(format!("{scheme}://{authority}{path}")))
+    }
+
+    /// The URL as a string, without trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the host is a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        self.0
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(is_loopback))
+            .unwrap_or(false)
+    }
+
+    /// `self` + `path_and_query` (which starts with `/` and is already encoded).
+    pub(crate) fn join(&self, path_and_query: &str) -> Result<Uri, InvalidInput> {
+        debug_assert!(path_and_query.starts_with('/'));
+        let mut joined = String::with_capacity(self.0.len() + path_and_query.len());
+        joined.push_str(&self.0);
+        joined.push_str(path_and_query);
+        Uri::try_from(joined).map_err(|_| InvalidInput::new("URL", "could not be built"))
+    }
+
+    /// `uri` with its query replaced by `query` (already encoded).
+    pub(crate) fn with_query(uri: &Uri, query: &str) -> Result<Uri, InvalidInput> {
+        let mut parts = uri.clone().into_parts();
+        let path_and_query = if query.is_empty() {
+            PathAndQuery::try_from(uri.path())
+        } else {
+            PathAndQuery::try_from(format!("{}?{query}", uri.path()))
+        };
+        parts.path_and_query =
+            Some(path_and_query.map_err(|_| InvalidInput::new("query", "could not be encoded"))?);
+        Uri::from_parts(parts).map_err(|_| InvalidInput::new("URL", "could not be built"))
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BaseUrl({:?})", self.0)
+    }
+}
+
+impl std::str::FromStr for BaseUrl {
+    type Err = InvalidInput;
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Self::parse(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_anywhere_http_only_on_loopback() {
+        for ok in [
+            "https://auth.truelayer.com",
+            "https://auth.truelayer.com/",
+            "https://host:8443/auth/",
+            "http://127.0.0.1:8080",
+            "http://127.5.6.7",
+            "http://localhost:1234/auth",
+            "http://[::1]:9000",
+        ] {
+            assert!(BaseUrl::parse(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(
+            BaseUrl::parse("https://h.test/auth/").unwrap().as_str(),
+            "https://h.test/auth"
+        );
+        for bad in [
+            "http://auth.truelayer.com",
+            "http://10.0.0.1",
+            "http://localhost.evil.test",
+            "ftp://host",
+            "https://user:pw@host",
+            "https://host/?q=1",
+            "https://host/#f",
+            "auth.truelayer.com",
+            "/auth",
+            "",
+            "https://",
+        ] {
+            let error = BaseUrl::parse(bad).unwrap_err();
+            assert_eq!(error.what(), "base URL", "{bad}");
+        }
+        assert!(BaseUrl::parse("http://127.0.0.1:1").unwrap().is_loopback());
+        assert!(!BaseUrl::parse("https://example.com").unwrap().is_loopback());
+    }
+}

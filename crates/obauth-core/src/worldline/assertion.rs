@@ -1,0 +1,354 @@
+//! The RS256 client-assertion JWT (RFC 7523) Worldline accepts instead of a secret.
+//!
+//! Header `{"alg":"RS256","typ":"JWT","kid":<fingerprint>}`, where `kid` is the upper-case
+//! hex SHA-1 fingerprint of the signing certificate's DER; claims `iss` = `sub` = client id,
+//! `aud` a single string (default: the realm's issuer URL), `iat`, `exp` (default 60 s
+//! later, Keycloak's default maximum) and a fresh random `jti` (Keycloak refuses reuse).
+//!
+//! The private key is parsed once, when the [`RsaKeySigner`] is made; each assertion then
+//! costs one signature. The header is encoded once too. To sign with a key held elsewhere
+//! (HSM, KMS), implement [`AssertionSigner`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use obauth_types::ClientAssertion;
+use rsa::PrivateKey;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use serde::Serialize;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, InvalidInput, SigningError};
+use crate::random::{RandomSource, random_token};
+
+/// The default assertion lifetime: 60 s, Keycloak's default maximum.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest lifetime obauth accepts.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+/// The smallest RSA modulus obauth signs with.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Signs client assertions with RS256.
+///
+/// Implement it to keep the private key in an HSM or a cloud KMS: obauth builds the JWT
+/// and hands you only the bytes to sign.
+pub trait AssertionSigner: Send + Sync {
+    /// The JWS `kid`. For Worldline: the signing certificate's SHA-1 fingerprint,
+    /// upper-case hex (see [`SigningCertificate::sha1_fingerprint`]).
+    fn key_id(&self) -> &str;
+
+    /// The RSASSA-PKCS1-v1_5 SHA-256 signature of `signing_input`.
+    fn sign_rs256(&self, signing_input: &[u8]) -> Result<Vec<u8>, SigningError>;
+}
+
+/// The certificate Worldline registered for the client; obauth needs only its fingerprint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningCertificate {
+    fingerprint: String,
+}
+
+impl SigningCertificate {
+    /// Reads the first `CERTIFICATE` block of a PEM file (a chain is fine).
+    pub fn from_pem(pem: &str) -> Result<Self, InvalidInput> {
+        let der = pem_block(pem, &["CERTIFICATE"], "certificate")?.1;
+        Self::from_der(&der)
+    }
+
+    /// Reads a DER-encoded certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, InvalidInput> {
+        // An X.509 certificate is a DER SEQUENCE; a full parse is not needed for a hash.
+        if der.len() < 64 || der[0] != 0x30 {
+            return Err(InvalidInput::new(
+                "certificate",
+                "not a DER-encoded X.509 certificate",
+            ));
+        }
+        Ok(Self {
+            fingerprint: upper_hex(&Sha1::digest(der)),
+        })
+    }
+
+    /// The SHA-1 fingerprint of the DER, upper-case hex without separators
+    /// (as `openssl x509 -fingerprint -sha1` prints it, less the colons).
+    pub fn sha1_fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+}
+
+impl fmt::Debug for SigningCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningCertificate")
+            .field("sha1_fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+/// An RSA private key, parsed once, that signs assertions in-process.
+pub struct RsaKeySigner {
+    key: SigningKey<Sha256>,
+    key_id: String,
+}
+
+impl RsaKeySigner {
+    /// Parses a PEM private key (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) and uses
+    /// `certificate`'s fingerprint as `kid`.
+    pub fn from_pem(
+        private_key_pem: &str,
+        certificate: &SigningCertificate,
+    ) -> Result<Self, InvalidInput> {
+        Self::from_pem_with_key_id(private_key_pem, certificate.sha1_fingerprint())
+    }
+
+    /// The same with an explicit `kid`.
+    pub fn from_pem_with_key_id(private_key_pem: &str, key_id: &str) -> Result<Self, InvalidInput> {
+        let (label, der) = pem_block(
+            private_key_pem,
+            &["RSA PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY"],
+            "private key",
+        )?;
+        let key = match label {
+            "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der).map_err(|_| bad_key()),
+            "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der).map_err(|_| bad_key()),
+            _ => {
+                return Err(InvalidInput::new(
+                    "private key",
+                    "is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)",
+                ));
+            }
+        };
+        Self::new(key?, key_id)
+    }
+
+    /// Parses a DER private key, PKCS#8 or PKCS#1.
+    pub fn from_der(der: &[u8], certificate: &SigningCertificate) -> Result<Self, InvalidInput> {
+        let key = PrivateKey::from_pkcs8_der(der)
+            .or_else(|_| PrivateKey::from_pkcs1_der(der))
+            .map_err(|_| bad_key())?;
+        Self::new(key, certificate.sha1_fingerprint())
+    }
+
+    /// Wraps an already parsed key.
+    pub fn new(key: PrivateKey, key_id: &str) -> Result<Self, InvalidInput> {
+        if key.size() * 8 < MIN_RSA_BITS {
+            return Err(InvalidInput::new(
+                "private key",
+                "RSA keys shorter than 2048 bits are refused",
+            ));
+        }
+        if key_id.is_empty() || key_id.chars().any(char::is_control) {
+            return Err(InvalidInput::new(
+                "key id",
+                "must be non-empty printable text",
+            ));
+        }
+        Ok(Self {
+            key: SigningKey::new(key),
+            key_id: key_id.to_owned(),
+        })
+    }
+}
+
+fn bad_key() -> InvalidInput {
+    InvalidInput::new("private key", "not a readable RSA private key")
+}
+
+impl AssertionSigner for RsaKeySigner {
+    fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn sign_rs256(&self, signing_input: &[u8]) -> Result<Vec<u8>, SigningError> {
+        // Blinded with the OS random source (the `getrandom` feature of `rsa`); the
+        // signature itself is deterministic.
+        self.key
+            .try_sign(signing_input)
+            .map(|signature| signature.to_vec())
+            .map_err(|_| SigningError::new("the RSA signature operation failed"))
+    }
+}
+
+impl fmt::Debug for RsaKeySigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RsaKeySigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How assertions are made: the signer, the audience and the lifetime.
+#[derive(Clone)]
+pub struct AssertionConfig {
+    signer: Arc<dyn AssertionSigner>,
+    encoded_header: Arc<str>,
+    audience: Option<String>,
+    lifetime: Duration,
+}
+
+impl AssertionConfig {
+    /// Assertions signed by `signer`, with the default audience and lifetime.
+    pub fn new(signer: impl AssertionSigner + 'static) -> Self {
+        Self::from_arc(Arc::new(signer))
+    }
+
+    /// The same for a shared signer.
+    pub fn from_arc(signer: Arc<dyn AssertionSigner>) -> Self {
+        #[derive(Serialize)]
+        struct Header<'a> {
+            alg: &'static str,
+            typ: &'static str,
+            kid: &'a str,
+        }
+        let header = serde_json::to_vec(&Header {
+            alg: "RS256",
+            typ: "JWT",
+            kid: signer.key_id(),
+        })
+        .unwrap_or_default();
+        Self {
+            encoded_header: URL_SAFE_NO_PAD.encode(header).into(),
+            signer,
+            audience: None,
+            lifetime: DEFAULT_LIFETIME,
+        }
+    }
+
+    /// Sets `aud` (default: the realm's issuer URL, `{base}/realms/{realm}`).
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Sets the lifetime (`exp` − `iat`), from 1 s to [`MAX_LIFETIME`].
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Result<Self, InvalidInput> {
+        if lifetime < Duration::from_secs(1) || lifetime > MAX_LIFETIME {
+            return Err(InvalidInput::new(
+                "assertion lifetime",
+                "must be between 1 second and 1 hour",
+            ));
+        }
+        self.lifetime = lifetime;
+        Ok(self)
+    }
+
+    /// The configured audience, if any.
+    pub fn audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+
+    /// The lifetime.
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// The `kid` the assertions carry.
+    pub fn key_id(&self) -> &str {
+        self.signer.key_id()
+    }
+
+    /// Signs one assertion for `client_id` at `now`, with `default_audience` unless an
+    /// audience was set, and a `jti` of 128 random bits.
+    pub fn sign(
+        &self,
+        client_id: &str,
+        default_audience: &str,
+        now: SystemTime,
+        random: &mut dyn RandomSource,
+    ) -> Result<ClientAssertion, Error> {
+        #[derive(Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            sub: &'a str,
+            aud: &'a str,
+            iat: u64,
+            exp: u64,
+            jti: &'a str,
+        }
+        let iat = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|_| Error::invalid("clock", "the time is before 1970"))?
+            .as_secs();
+        let jti = random_token(random, 16)?;
+        let claims = serde_json::to_vec(&Claims {
+            iss: client_id,
+            sub: client_id,
+            aud: self.audience.as_deref().unwrap_or(default_audience),
+            iat,
+            exp: iat.saturating_add(self.lifetime.as_secs()),
+            jti: &jti,
+        })
+        .map_err(|_| Error::invalid("assertion claims", "could not be serialized"))?;
+
+        let mut jwt = String::with_capacity(self.encoded_header.len() + claims.len() * 4 / 3 + 350);
+        jwt.push_str(&self.encoded_header);
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut jwt);
+        let signature = self.signer.sign_rs256(jwt.as_bytes())?;
+        if signature.is_empty() {
+            return Err(SigningError::new("the signer returned an empty signature").into());
+        }
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut jwt);
+        Ok(ClientAssertion::new(jwt))
+    }
+}
+
+impl fmt::Debug for AssertionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssertionConfig")
+            .field("key_id", &self.signer.key_id())
+            .field("audience", &self.audience)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The first PEM block with one of `labels`: its label and DER bytes.
+fn pem_block<'l>(
+    pem: &str,
+    labels: &[&'l str],
+    what: &'static str,
+) -> Result<(&'l str, Vec<u8>), InvalidInput> {
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let label_end = block[11..].find("-----").map(|at| at + 11);
+        let Some(label_end) = label_end else { break };
+        let found = &block[11..label_end];
+        let end_marker = format!("-----END {found}-----");
+        let Some(end) = block.find(&end_marker) else {
+            break;
+        };
+        if let Some(label) = labels.iter().find(|label| **label == found) {
+            let text = &block[..end + end_marker.len()];
+            let (_, der) = pem_rfc7468::decode_vec(text.as_bytes())
+                .map_err(|_| InvalidInput::new(what, "the PEM block is not valid base64"))?;
+            return Ok((label, der));
+        }
+        rest = &block[end + end_marker.len()..];
+    }
+    Err(InvalidInput::new(
+        what,
+        match what {
+            "certificate" => "no `-----BEGIN CERTIFICATE-----` block found",
+            _ => "no `-----BEGIN (RSA) PRIVATE KEY-----` block found",
+        },
+    ))
+}
+
+fn upper_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
+}
