@@ -286,16 +286,20 @@ const SHOWN_KEYS: [&str; 12] = [
     "title",
 ];
 
-/// The start of a body for an error message. JSON keeps its shape with every string value
-/// outside [`SHOWN_KEYS`] replaced by `"<redacted>"`; other bodies are cut to
-/// [`EXCERPT_CHARS`] characters with control characters folded to spaces.
+/// The start of a body for an error message, with control characters and runs of white
+/// space folded to one space, cut to [`EXCERPT_CHARS`] characters.
+///
+/// A body that looks like JSON, complete or truncated, keeps its shape but every string
+/// value outside [`SHOWN_KEYS`] becomes `"<redacted>"`: a token in a malformed success body
+/// must not reach a log through an error message.
 pub(crate) fn excerpt(body: &[u8]) -> String {
-    let head = &body[..body.len().min(64 * 1024)];
-    if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(head) {
-        redact(&mut value, false);
-        return truncate_chars(&value.to_string(), EXCERPT_CHARS);
-    }
-    let text = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_CHARS * 4)]);
+    let head = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_CHARS * 8)]);
+    let trimmed = head.trim_start();
+    let text = if trimmed.starts_with(['{', '[']) {
+        redact_json_strings(trimmed)
+    } else {
+        trimmed.to_owned()
+    };
     let folded: String = text
         .split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|word| !word.is_empty())
@@ -304,17 +308,53 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
     truncate_chars(&folded, EXCERPT_CHARS)
 }
 
-fn redact(value: &mut serde_json::Value, shown: bool) {
-    match value {
-        serde_json::Value::String(text) if !shown => *text = "<redacted>".to_owned(),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| redact(item, shown)),
-        serde_json::Value::Object(map) => {
-            for (key, item) in map.iter_mut() {
-                redact(item, SHOWN_KEYS.contains(&key.as_str()));
-            }
+/// Replaces JSON string values with `"<redacted>"` unless their key is in [`SHOWN_KEYS`].
+/// Works on truncated or invalid JSON too: it only tracks string literals and keys.
+fn redact_json_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut shown = false;
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
         }
-        _ => {}
+        let mut literal = String::new();
+        let mut closed = false;
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                closed = true;
+                break;
+            }
+            literal.push(c);
+        }
+        let is_key = closed && {
+            let mut ahead = chars.clone();
+            ahead.find(|c| !c.is_whitespace()) == Some(':')
+        };
+        if is_key {
+            shown = SHOWN_KEYS.contains(&literal.as_str());
+            out.push('"');
+            out.push_str(&literal);
+            out.push('"');
+        } else if shown && closed {
+            out.push('"');
+            out.push_str(&literal);
+            out.push('"');
+        } else {
+            out.push_str(if closed {
+                "\"<redacted>\""
+            } else {
+                "\"<redacted>"
+            });
+        }
     }
+    out
 }
 
 pub(crate) fn truncate_chars(text: &str, max: usize) -> String {

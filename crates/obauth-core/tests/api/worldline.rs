@@ -1,0 +1,422 @@
+//! The Worldline token request with a secret and with an RS256 client assertion,
+//! verified by an independent JWT implementation (jsonwebtoken).
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use obauth_core::types::worldline::Scope;
+use obauth_core::types::{ClientSecret, ErrorCode, Scopes};
+use obauth_core::worldline::assertion::{
+    AssertionConfig, AssertionSigner, RsaKeySigner, SigningCertificate,
+};
+use obauth_core::worldline::{WorldlineAuth, WorldlineConfig};
+use obauth_core::{
+    BaseUrl, Error, Operation, OsRandom, Replay, RequestContext, SigningError, USER_AGENT,
+};
+use rsa::pkcs1::EncodeRsaPrivateKey;
+use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+use rsa::traits::PublicKeyParts;
+use serde_json::Value;
+
+use super::support::{Counter, body_text, build, fixture, header, json, test_key};
+
+/// The fingerprint `openssl x509 -noout -fingerprint -sha1` printed for the fixture.
+const FIXTURE_FINGERPRINT: &str = "498DFDC651C05DC728A5E153FE685D0730E97F69";
+const BASE: &str = "https://openbanking.example/auth";
+
+fn certificate() -> SigningCertificate {
+    SigningCertificate::from_pem(fixture!("certs/worldline-test-signing.crt.pem")).unwrap()
+}
+
+fn signer() -> RsaKeySigner {
+    let pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
+    RsaKeySigner::from_pem(&pem, &certificate()).unwrap()
+}
+
+fn assertion_config(assertion: AssertionConfig) -> WorldlineConfig {
+    WorldlineConfig::new(
+        BaseUrl::parse(BASE).unwrap(),
+        "example-realm",
+        "5734699",
+        WorldlineAuth::Assertion(assertion),
+    )
+    .unwrap()
+}
+
+fn form(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
+    form_pairs(body_text(request))
+}
+
+fn form_pairs(body: &str) -> Vec<(String, String)> {
+    body.trim()
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap();
+            let decode = |s: &str| percent_decode(&s.replace('+', " "));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn decoding_key() -> DecodingKey {
+    let key = test_key();
+    DecodingKey::from_rsa_components(
+        &URL_SAFE_NO_PAD.encode(key.n_bytes()),
+        &URL_SAFE_NO_PAD.encode(key.e_bytes()),
+    )
+    .unwrap()
+}
+
+#[test]
+fn secret_request_matches_the_spec_example_byte_for_byte() {
+    let config = WorldlineConfig::new(
+        BaseUrl::parse(BASE).unwrap(),
+        "example-realm",
+        "Worldline-000021",
+        WorldlineAuth::ClientSecret(ClientSecret::new("password123")),
+    )
+    .unwrap();
+    let op = config.token(Scopes::from([Scope::Vop, Scope::Wero]));
+    assert_eq!(op.replay(), Replay::Safe);
+    let request = build(&op).unwrap();
+    assert_eq!(request.method(), "POST");
+    assert_eq!(
+        request.uri(),
+        "https://openbanking.example/auth/realms/example-realm/protocol/openid-connect/token"
+    );
+    assert_eq!(
+        header(&request, "content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(header(&request, "accept"), Some("application/json"));
+    assert_eq!(header(&request, "user-agent"), Some(USER_AGENT));
+    // The fixture was encoded by Python's urllib from the spec's example values.
+    assert_eq!(
+        body_text(&request),
+        fixture!("worldline/token-request-secret.form").trim()
+    );
+}
+
+#[test]
+fn form_values_are_percent_encoded() {
+    let config = WorldlineConfig::new(
+        BaseUrl::parse("http://127.0.0.1:9999/auth").unwrap(),
+        "realm with/slash",
+        "id&x=1",
+        WorldlineAuth::ClientSecret(ClientSecret::new("p@ss+w%rd ü")),
+    )
+    .unwrap();
+    let request = build(&config.token(Scopes::from([Scope::Vop]))).unwrap();
+    assert_eq!(
+        request.uri(),
+        "http://127.0.0.1:9999/auth/realms/realm%20with%2Fslash/protocol/openid-connect/token"
+    );
+    assert_eq!(
+        body_text(&request),
+        "grant_type=client_credentials&scope=VOP&client_id=id%26x%3D1&client_secret=p%40ss%2Bw%25rd+%C3%BC"
+    );
+    assert_eq!(form(&request)[3].1, "p@ss+w%rd ü");
+}
+
+#[test]
+fn assertion_request_has_the_spec_shape_and_verifies_independently() {
+    let config = assertion_config(AssertionConfig::new(signer()));
+    let now = SystemTime::now();
+    let mut random = OsRandom;
+    let op = config.token(Scopes::from([Scope::Vop, Scope::Wero]));
+    let request = op
+        .build_request(&mut RequestContext::new(now, &mut random))
+        .unwrap();
+    let pairs = form(&request);
+    let names: Vec<&str> = pairs.iter().map(|(name, _)| name.as_str()).collect();
+    let spec_names: Vec<String> = form_pairs(fixture!("worldline/token-request-assertion.form"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(names, spec_names);
+    assert_eq!(
+        pairs[2].1,
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    );
+    let jwt = &pairs[3].1;
+
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    assert_eq!(header.alg, Algorithm::RS256);
+    assert_eq!(header.kid.as_deref(), Some(FIXTURE_FINGERPRINT));
+    assert_eq!(header.typ.as_deref(), Some("JWT"));
+
+    let issuer = "https://openbanking.example/auth/realms/example-realm";
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[issuer]);
+    validation.set_issuer(&["5734699"]);
+    validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub", "jti"]);
+    let claims = jsonwebtoken::decode::<Value>(jwt, &decoding_key(), &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], "5734699");
+    assert_eq!(claims["aud"], issuer, "aud is one string, not an array");
+    let iat = claims["iat"].as_u64().unwrap();
+    assert_eq!(
+        iat,
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    );
+    assert_eq!(claims["exp"].as_u64().unwrap(), iat + 60);
+    assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
+    assert_eq!(claims.as_object().unwrap().len(), 6);
+}
+
+#[test]
+fn each_attempt_signs_a_fresh_jti() {
+    let config = assertion_config(AssertionConfig::new(signer()));
+    let op = config.token(Scopes::from([Scope::Vop]));
+    let mut random = OsRandom;
+    let mut seen = HashSet::new();
+    for _ in 0..3 {
+        let request = op
+            .build_request(&mut RequestContext::new(SystemTime::now(), &mut random))
+            .unwrap();
+        let jwt = form(&request)[3].1.clone();
+        let claims: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(jwt.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(seen.insert(claims["jti"].as_str().unwrap().to_owned()));
+    }
+}
+
+#[test]
+fn audience_lifetime_and_clock_are_inputs() {
+    let assertion = AssertionConfig::new(signer())
+        .with_audience("https://custom.example/aud")
+        .with_lifetime(Duration::from_secs(30))
+        .unwrap();
+    let config = assertion_config(assertion);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_781_615_413);
+    let request = config
+        .token(Scopes::from([Scope::Vop]))
+        .build_request(&mut RequestContext::new(at, &mut Counter(0)))
+        .unwrap();
+    let jwt = form(&request)[3].1.clone();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.set_audience(&["https://custom.example/aud"]);
+    let claims = jsonwebtoken::decode::<Value>(&jwt, &decoding_key(), &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["iat"], 1_781_615_413u64);
+    assert_eq!(claims["exp"], 1_781_615_443u64);
+    // Counter randomness 0..15, base64url: reproducible.
+    assert_eq!(
+        claims["jti"],
+        URL_SAFE_NO_PAD.encode((0u8..16).collect::<Vec<_>>())
+    );
+
+    assert!(
+        AssertionConfig::new(signer())
+            .with_lifetime(Duration::ZERO)
+            .is_err()
+    );
+    assert!(
+        AssertionConfig::new(signer())
+            .with_lifetime(Duration::from_secs(3601))
+            .is_err()
+    );
+}
+
+#[test]
+fn certificate_fingerprint_matches_openssl_in_pem_and_der() {
+    assert_eq!(certificate().sha1_fingerprint(), FIXTURE_FINGERPRINT);
+    let der = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/certs/worldline-test-signing.crt.der"
+    ));
+    assert_eq!(SigningCertificate::from_der(der).unwrap(), certificate());
+    // A chain: the first certificate is the signing one.
+    let chain = format!(
+        "junk before\n{}{}",
+        fixture!("certs/worldline-test-signing.crt.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    );
+    assert_eq!(SigningCertificate::from_pem(&chain).unwrap(), certificate());
+    // The spec example's kid has the same form.
+    let example = fixture!("worldline/token-request-assertion.form");
+    let jwt = form_pairs(example).into_iter().last().unwrap().1;
+    let kid = jsonwebtoken::decode_header(&jwt).unwrap().kid.unwrap();
+    assert_eq!(kid, "B4E11A49EE0D1239E7F784919B91DF577E839385");
+    assert!(
+        kid.len() == FIXTURE_FINGERPRINT.len()
+            && kid
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+    );
+}
+
+#[test]
+fn keys_in_pkcs1_and_pkcs8_pem_sign_the_same() {
+    let cert = certificate();
+    let pkcs1 = test_key().to_pkcs1_pem(LineEnding::LF).unwrap();
+    let pkcs8 = test_key().to_pkcs8_pem(LineEnding::CRLF).unwrap();
+    let a = RsaKeySigner::from_pem(&pkcs1, &cert).unwrap();
+    let b = RsaKeySigner::from_pem(&pkcs8, &cert).unwrap();
+    // PKCS#1 v1.5 signatures are deterministic.
+    assert_eq!(
+        a.sign_rs256(b"input").unwrap(),
+        b.sign_rs256(b"input").unwrap()
+    );
+    let der = test_key().to_pkcs8_der().unwrap();
+    let c = RsaKeySigner::from_der(der.as_bytes(), &cert).unwrap();
+    assert_eq!(
+        c.sign_rs256(b"input").unwrap(),
+        a.sign_rs256(b"input").unwrap()
+    );
+    // Key and certificate in one file.
+    let bundle = format!(
+        "{}\n{}",
+        fixture!("certs/worldline-test-signing.crt.pem"),
+        &*pkcs1
+    );
+    assert!(RsaKeySigner::from_pem(&bundle, &cert).is_ok());
+    assert!(!format!("{a:?}").contains("PRIVATE"));
+}
+
+#[test]
+fn bad_keys_and_certificates_are_clear_input_errors() {
+    let cert = certificate();
+    let cases = [
+        ("", "private key"),
+        (
+            fixture!("certs/worldline-test-signing.crt.pem"),
+            "private key",
+        ),
+        (
+            "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+            "private key",
+        ),
+        (
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "private key",
+        ),
+        (
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            "private key",
+        ),
+    ];
+    for (pem, what) in cases {
+        let error = RsaKeySigner::from_pem(pem, &cert).unwrap_err();
+        assert_eq!(error.what(), what, "{pem}");
+    }
+    let encrypted = RsaKeySigner::from_pem(cases[4].0, &cert).unwrap_err();
+    assert!(encrypted.problem().contains("encrypted"));
+
+    let small = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
+    let error = RsaKeySigner::new(small, "kid").unwrap_err();
+    assert!(error.problem().contains("2048"));
+
+    assert!(SigningCertificate::from_pem("no pem here").is_err());
+    assert!(SigningCertificate::from_der(&[0x04; 100]).is_err());
+    let key_pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
+    assert!(SigningCertificate::from_pem(&key_pem).is_err());
+}
+
+#[test]
+fn a_custom_signer_is_used_and_its_failure_is_typed() {
+    struct Hsm;
+    impl AssertionSigner for Hsm {
+        fn key_id(&self) -> &str {
+            "HSM-KEY-1"
+        }
+        fn sign_rs256(&self, _input: &[u8]) -> Result<Vec<u8>, SigningError> {
+            Err(SigningError::new("HSM unreachable"))
+        }
+    }
+    let config = assertion_config(AssertionConfig::new(Hsm));
+    let error = build(&config.token(Scopes::from([Scope::Vop]))).unwrap_err();
+    assert!(matches!(error, Error::Signing(_)));
+    assert!(error.to_string().contains("HSM unreachable"));
+    assert!(!error.is_retryable());
+}
+
+#[test]
+fn worldline_responses() {
+    let config = assertion_config(AssertionConfig::new(signer()));
+    let op = config.token(Scopes::from([Scope::Vop]));
+    let token = op
+        .parse_response(&json(200, fixture!("worldline/token-200.json")))
+        .unwrap();
+    assert_eq!(token.expires_in, 300);
+    for (status, body, code) in [
+        (
+            400,
+            fixture!("worldline/error-400-invalid-scope.json"),
+            ErrorCode::InvalidScope,
+        ),
+        (
+            400,
+            r#"{"error":"invalid_client","error_description":"Invalid client credentials"}"#,
+            ErrorCode::InvalidClient,
+        ),
+        (
+            401,
+            r#"{"error":"invalid_client","error_description":"Invalid client or Invalid client credentials"}"#,
+            ErrorCode::InvalidClient,
+        ),
+    ] {
+        let error = op.parse_response(&json(status, body)).unwrap_err();
+        assert_eq!(error.api_code(), Some(&code));
+        assert!(!error.is_retryable());
+    }
+}
+
+#[test]
+fn worldline_config_is_validated() {
+    let base = || BaseUrl::parse(BASE).unwrap();
+    let secret = || WorldlineAuth::ClientSecret(ClientSecret::new("s"));
+    assert_eq!(
+        WorldlineConfig::new(base(), "", "id", secret())
+            .unwrap_err()
+            .what(),
+        "realm"
+    );
+    assert_eq!(
+        WorldlineConfig::new(base(), "r", "", secret())
+            .unwrap_err()
+            .what(),
+        "client_id"
+    );
+    let empty = WorldlineAuth::ClientSecret(ClientSecret::new(""));
+    assert_eq!(
+        WorldlineConfig::new(base(), "r", "id", empty)
+            .unwrap_err()
+            .what(),
+        "client_secret"
+    );
+    let config = WorldlineConfig::new(base(), "r", "id", secret()).unwrap();
+    assert!(!format!("{config:?}").contains("\"s\""));
+    assert!(matches!(
+        build(&config.token(Scopes::new())),
+        Err(Error::InvalidInput(invalid)) if invalid.what() == "scope"
+    ));
+}
