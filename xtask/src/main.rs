@@ -1,1 +1,109 @@
-fn main() {}
+//! Project tasks that are more than one `cargo` call (cargo-xtask convention).
+//!
+//! `cargo xtask ci` runs what CI runs: format check, clippy with warnings denied on every
+//! target, the whole test suite, and the docs with warnings denied.
+
+use std::env;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let task = env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("ci") => ci(),
+        Some("test") => test(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\ntasks:\n  ci     fmt check, clippy -D warnings, tests, docs\n  test   the test suite only"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result<(), String> {
+    run("format", &["fmt", "--all", "--check"], &[])?;
+    run(
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    test()?;
+    run(
+        "docs",
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    layering()
+}
+
+fn test() -> Result<(), String> {
+    run("tests", &["test", "--workspace", "--locked"], &[])
+}
+
+/// The types and core crates must stay free of HTTP clients and runtimes, and the
+/// blocking binding free of tokio: users choose them for that.
+fn layering() -> Result<(), String> {
+    let forbidden: [(&str, &[&str]); 3] = [
+        ("obauth-types", &["reqwest", "ureq", "hyper", "tokio"]),
+        ("obauth-core", &["reqwest", "ureq", "hyper", "tokio"]),
+        ("obauth-blocking", &["tokio"]),
+    ];
+    for (package, banned) in forbidden {
+        let output = Command::new(cargo())
+            .args([
+                "tree", "--locked", "-p", package, "-e", "normal", "--prefix", "none",
+            ])
+            .output()
+            .map_err(|error| format!("cargo tree could not start: {error}"))?;
+        if !output.status.success() {
+            return Err(format!("cargo tree -p {package} failed"));
+        }
+        let tree = String::from_utf8_lossy(&output.stdout);
+        for line in tree.lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if banned.contains(&name) {
+                return Err(format!(
+                    "{package} depends on {name}, which its layer must not"
+                ));
+            }
+        }
+    }
+    println!("==> layering: types/core free of HTTP clients and runtimes; blocking free of tokio");
+    Ok(())
+}
+
+fn run(step: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    println!("==> {step}: cargo {}", args.join(" "));
+    let started = Instant::now();
+    let status = Command::new(cargo())
+        .args(args)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|error| format!("{step}: cargo could not start: {error}"))?;
+    println!("==> {step}: {:.1}s", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step} failed ({status})"))
+    }
+}
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
