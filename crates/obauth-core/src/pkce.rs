@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use obauth_types::CodeVerifier;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, InvalidInput};
+use crate::error::{Error, InvalidInput, RandomnessError};
 use crate::random::RandomSource;
 
 /// The verifier length obauth generates by default: 43 characters, 256 bits of entropy
@@ -36,14 +36,21 @@ impl Pkce {
         let mut verifier = String::with_capacity(len);
         let mut buffer = [0u8; 64];
         // Rejection sampling keeps the draw uniform: 198 = 3 × 66 is the largest multiple
-        // of the alphabet size that fits in a byte.
-        while verifier.len() < len {
+        // of the alphabet size that fits in a byte. A healthy source rejects ~23 % of bytes;
+        // one that yields nothing usable in 16 × 64 bytes is broken, not unlucky.
+        for _ in 0..16 {
+            if verifier.len() == len {
+                break;
+            }
             random.fill(&mut buffer)?;
             for byte in buffer {
                 if byte < 198 && verifier.len() < len {
                     verifier.push(char::from(UNRESERVED[usize::from(byte % 66)]));
                 }
             }
+        }
+        if verifier.len() < len {
+            return Err(RandomnessError { code: None }.into());
         }
         Ok(Self::from_verifier(CodeVerifier::new(verifier))?)
     }
@@ -161,5 +168,18 @@ mod tests {
         }
         let pair = Pkce::generate_with_len(&mut Scripted(0), 43).unwrap();
         assert!(pair.verifier().expose_secret().starts_with("ABCD"));
+
+        /// A stuck source: every byte is rejected. Generation must stop, not spin.
+        struct Stuck;
+        impl RandomSource for Stuck {
+            fn fill(&mut self, dest: &mut [u8]) -> Result<(), crate::error::RandomnessError> {
+                dest.fill(0xff);
+                Ok(())
+            }
+        }
+        assert!(matches!(
+            Pkce::generate(&mut Stuck),
+            Err(Error::Randomness(_))
+        ));
     }
 }

@@ -174,12 +174,10 @@ impl RetryPolicy {
             .min(self.max_delay);
         let half = ceiling / 2;
         let spread = u64::try_from((ceiling - half).as_nanos()).unwrap_or(u64::MAX);
-        let jitter = if spread == 0 {
-            0
-        } else {
-            random % (spread + 1)
-        };
-        half + Duration::from_nanos(jitter)
+        let jitter = spread
+            .checked_add(1)
+            .map_or(random, |modulus| random % modulus);
+        half.saturating_add(Duration::from_nanos(jitter))
     }
 }
 
@@ -259,6 +257,18 @@ mod tests {
         assert!(policy.backoff(3, 400_000_000) <= Duration::from_millis(800));
         assert_eq!(policy.backoff(40, 0), Duration::from_millis(2500));
         assert!(policy.backoff(40, u64::MAX) <= Duration::from_secs(5));
+        let huge = RetryPolicy {
+            base_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            ..policy
+        };
+        assert!(huge.backoff(1, 5) >= Duration::MAX / 2);
+        assert!(huge.backoff(64, u64::MAX) >= Duration::MAX / 2);
+        let zero = RetryPolicy {
+            base_delay: Duration::ZERO,
+            ..policy
+        };
+        assert_eq!(zero.backoff(3, u64::MAX), Duration::ZERO);
     }
 
     #[test]

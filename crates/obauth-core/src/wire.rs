@@ -92,7 +92,7 @@ pub(crate) fn parse_json<T: DeserializeOwned, B: AsRef<[u8]>>(
     response: &Response<B>,
 ) -> Result<T, Error> {
     let status = response.status();
-    let body = response.body().as_ref();
+    let body = without_bom(response.body().as_ref());
     if !status.is_success() {
         return Err(failure(response));
     }
@@ -144,13 +144,21 @@ pub(crate) fn parse_token<T: DeserializeOwned, B: AsRef<[u8]>>(
     Ok(token)
 }
 
-/// Accepts any 2xx, whatever its body (`DELETE /api/delete` has none).
+/// Accepts a 2xx whatever its body (`DELETE /api/delete` has none), unless the body is an
+/// OAuth error: a 200 carrying `{"error": …}` is the server saying no.
 pub(crate) fn parse_empty<B: AsRef<[u8]>>(response: &Response<B>) -> Result<(), Error> {
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(failure(response))
+    if !response.status().is_success() {
+        return Err(failure(response));
     }
+    match serde_json::from_slice::<ErrorResponse>(without_bom(response.body().as_ref())) {
+        Ok(api) => Err(api_error(response, api)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// A UTF-8 byte-order mark is not JSON, but some servers send one.
+fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body)
 }
 
 /// Classifies a non-2xx answer: an OAuth error body becomes [`Error::Api`], anything else
@@ -160,7 +168,7 @@ pub(crate) fn failure<B: AsRef<[u8]>>(response: &Response<B>) -> Error {
     if status.is_redirection() {
         return unexpected(response, UnexpectedKind::Redirect);
     }
-    let body = response.body().as_ref();
+    let body = without_bom(response.body().as_ref());
     if body.iter().all(u8::is_ascii_whitespace) {
         return unexpected(response, UnexpectedKind::EmptyBody);
     }
@@ -287,25 +295,73 @@ const SHOWN_KEYS: [&str; 12] = [
 ];
 
 /// The start of a body for an error message, with control characters and runs of white
-/// space folded to one space, cut to [`EXCERPT_CHARS`] characters.
+/// space folded to one space, cut to [`EXCERPT_CHARS`] characters, and anything that may be
+/// a secret replaced by `<redacted>`: a token in a malformed answer must not reach a log
+/// through an error message.
 ///
-/// A body that looks like JSON, complete or truncated, keeps its shape but every string
-/// value outside [`SHOWN_KEYS`] becomes `"<redacted>"`: a token in a malformed success body
-/// must not reach a log through an error message.
+/// * Quoted strings (JSON, complete or truncated, wherever it starts) keep their keys, but
+///   every value outside [`SHOWN_KEYS`] is redacted.
+/// * A form-encoded body (`a=b&c=d`) keeps its names, and only [`SHOWN_KEYS`] values.
+/// * Any remaining run of 24 or more token characters (JWTs, hex or base64 tokens) is
+///   redacted.
 pub(crate) fn excerpt(body: &[u8]) -> String {
+    let body = without_bom(body);
     let head = String::from_utf8_lossy(&body[..body.len().min(EXCERPT_CHARS * 8)]);
-    let trimmed = head.trim_start();
-    let text = if trimmed.starts_with(['{', '[']) {
+    let trimmed = head.trim();
+    let text = if trimmed.contains('"') {
         redact_json_strings(trimmed)
+    } else if trimmed.contains('=') && !trimmed.contains(char::is_whitespace) {
+        redact_form_values(trimmed)
     } else {
         trimmed.to_owned()
     };
+    let text = redact_long_tokens(&text);
     let folded: String = text
         .split(|c: char| c.is_whitespace() || c.is_control())
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
     truncate_chars(&folded, EXCERPT_CHARS)
+}
+
+fn redact_form_values(text: &str) -> String {
+    text.split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if SHOWN_KEYS.contains(&name) => format!("{name}={value}"),
+            Some((name, _)) => format!("{name}=<redacted>"),
+            None => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Characters of opaque tokens: base64, base64url, hex, JWT dots, percent-encoding.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '=' | '%')
+}
+
+fn redact_long_tokens(text: &str) -> String {
+    const LONG: usize = 24;
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= LONG {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_token_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// Replaces JSON string values with `"<redacted>"` unless their key is in [`SHOWN_KEYS`].
@@ -381,9 +437,9 @@ mod tests {
             "{shown}"
         );
 
-        let html = format!("<html>\n\t<body>{}</body></html>", "x".repeat(500));
+        let html = format!("<html>\n\t<body>{}</body></html>", "word\n".repeat(100));
         let shown = excerpt(html.as_bytes());
-        assert!(shown.starts_with("<html> <body>xxx"), "{shown}");
+        assert!(shown.starts_with("<html> <body>word word"), "{shown}");
         assert_eq!(shown.chars().count(), EXCERPT_CHARS + 1);
         assert_eq!(excerpt(&[0xff, 0xfe, b'a']), "\u{fffd}\u{fffd}a");
     }

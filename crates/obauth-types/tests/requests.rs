@@ -61,6 +61,11 @@ fn every_optional_field_serializes_under_its_spec_name() {
         serde_json::json!({"branch-name":"stet-x"})
     );
     assert_eq!(value.as_object().unwrap().len(), 14);
+    let debug = format!("{request:?}");
+    assert!(
+        debug.contains("branch-name") && !debug.contains("stet-x"),
+        "{debug}"
+    );
 }
 
 #[test]

@@ -236,3 +236,82 @@ fn keycloak_extras_and_lowercase_bearer_are_read() {
     assert!(!odd.token_type.is_known());
     assert!(odd.refresh_expires_in.is_none() && odd.scope.is_none());
 }
+
+fn form(body: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(body.trim().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+#[test]
+fn worldline_request_examples_parse_and_round_trip() {
+    use worldline::token::{ClientAuthentication, TokenRequest};
+
+    let secret =
+        TokenRequest::from_form_fields(form(fixture!("worldline/token-request-secret.form")))
+            .unwrap();
+    assert_eq!(secret.scope.to_wire(), "VOP WERO");
+    let ClientAuthentication::Secret {
+        client_id,
+        client_secret,
+    } = &secret.authentication
+    else {
+        panic!("expected the secret form");
+    };
+    assert_eq!(client_id, "Worldline-000021");
+    assert_eq!(client_secret.expose_secret(), "password123");
+    let names: Vec<_> = secret
+        .form_fields()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(names, ["grant_type", "scope", "client_id", "client_secret"]);
+
+    let jwt =
+        TokenRequest::from_form_fields(form(fixture!("worldline/token-request-assertion.form")))
+            .unwrap();
+    let ClientAuthentication::Assertion { client_assertion } = &jwt.authentication else {
+        panic!("expected the assertion form");
+    };
+    assert!(
+        client_assertion
+            .expose_secret()
+            .starts_with("eyJhbGciOiJSUzI1NiIsImtpZCI6IkI0RTEx")
+    );
+    let fields = jwt.form_fields();
+    assert_eq!(fields[2].1, worldline::token::JWT_BEARER_ASSERTION_TYPE);
+    assert!(!format!("{jwt:?}").contains("eyJhbGci"));
+}
+
+#[test]
+fn worldline_request_forms_are_checked() {
+    use worldline::token::{FormError, TokenRequest};
+
+    let parse = |body: &str| TokenRequest::from_form_fields(form(body)).map(|_| ());
+    assert_eq!(
+        parse("scope=VOP&client_id=a&client_secret=b"),
+        Err(FormError::MissingField("grant_type"))
+    );
+    assert_eq!(
+        parse("grant_type=password&scope=VOP&client_id=a&client_secret=b"),
+        Err(FormError::UnsupportedGrantType)
+    );
+    assert_eq!(
+        parse("grant_type=client_credentials&scope=VOP&scope=WERO&client_id=a&client_secret=b"),
+        Err(FormError::RepeatedField("scope".into()))
+    );
+    assert_eq!(
+        parse(
+            "grant_type=client_credentials&scope=VOP&client_id=a&client_secret=b&client_assertion=x"
+        ),
+        Err(FormError::TwoAuthenticationMethods)
+    );
+    assert_eq!(
+        parse("grant_type=client_credentials&scope=VOP&client_assertion=x"),
+        Err(FormError::MissingField("client_assertion_type"))
+    );
+    assert_eq!(
+        parse("grant_type=client_credentials&scope=VOP&client_id=a&client_secret=b&extra=1"),
+        Err(FormError::UnknownField("extra".into()))
+    );
+}

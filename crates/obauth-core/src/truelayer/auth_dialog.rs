@@ -170,7 +170,8 @@ pub fn parse_callback(
 }
 
 /// [`parse_callback`], also requiring `iss`, when present, to equal `expected_issuer`
-/// (RFC 9207 mix-up protection).
+/// (RFC 9207 mix-up protection). A redirect without `iss` is accepted: TrueLayer does not
+/// promise to send one, so its absence proves nothing.
 pub fn parse_callback_with_issuer(
     input: &str,
     expected_state: &str,

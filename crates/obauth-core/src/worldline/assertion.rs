@@ -25,6 +25,7 @@ use rsa::traits::PublicKeyParts;
 use serde::Serialize;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, InvalidInput, SigningError};
 use crate::random::{RandomSource, random_token};
@@ -156,6 +157,17 @@ impl RsaKeySigner {
     }
 }
 
+fn check_key_id(key_id: &str) -> Result<(), InvalidInput> {
+    if key_id.trim().is_empty() || key_id.chars().any(char::is_control) {
+        Err(InvalidInput::new(
+            "key id",
+            "must be non-empty printable text",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn bad_key() -> InvalidInput {
     InvalidInput::new("private key", "not a readable RSA private key")
 }
@@ -166,8 +178,9 @@ impl AssertionSigner for RsaKeySigner {
     }
 
     fn sign_rs256(&self, signing_input: &[u8]) -> Result<Vec<u8>, SigningError> {
-        // Blinded with the OS random source (the `getrandom` feature of `rsa`); the
-        // signature itself is deterministic.
+        // Blinded with the OS random source (the `getrandom` feature of `rsa`), not with
+        // the caller's `RandomSource`: blinding must never be predictable, and it does not
+        // change the signature, which is deterministic, so tests lose nothing.
         self.key
             .try_sign(signing_input)
             .map(|signature| signature.to_vec())
@@ -194,12 +207,14 @@ pub struct AssertionConfig {
 
 impl AssertionConfig {
     /// Assertions signed by `signer`, with the default audience and lifetime.
-    pub fn new(signer: impl AssertionSigner + 'static) -> Self {
+    /// Fails if the signer's `kid` is empty or not printable.
+    pub fn new(signer: impl AssertionSigner + 'static) -> Result<Self, InvalidInput> {
         Self::from_arc(Arc::new(signer))
     }
 
     /// The same for a shared signer.
-    pub fn from_arc(signer: Arc<dyn AssertionSigner>) -> Self {
+    pub fn from_arc(signer: Arc<dyn AssertionSigner>) -> Result<Self, InvalidInput> {
+        check_key_id(signer.key_id())?;
         #[derive(Serialize)]
         struct Header<'a> {
             alg: &'static str,
@@ -211,13 +226,13 @@ impl AssertionConfig {
             typ: "JWT",
             kid: signer.key_id(),
         })
-        .unwrap_or_default();
-        Self {
+        .map_err(|_| InvalidInput::new("key id", "could not be encoded"))?;
+        Ok(Self {
             encoded_header: URL_SAFE_NO_PAD.encode(header).into(),
             signer,
             audience: None,
             lifetime: DEFAULT_LIFETIME,
-        }
+        })
     }
 
     /// Sets `aud` (default: the realm's issuer URL, `{base}/realms/{realm}`).
@@ -315,7 +330,7 @@ fn pem_block<'l>(
     pem: &str,
     labels: &[&'l str],
     what: &'static str,
-) -> Result<(&'l str, Vec<u8>), InvalidInput> {
+) -> Result<(&'l str, Zeroizing<Vec<u8>>), InvalidInput> {
     let mut rest = pem;
     while let Some(start) = rest.find("-----BEGIN ") {
         let block = &rest[start..];
@@ -330,7 +345,7 @@ fn pem_block<'l>(
             let text = &block[..end + end_marker.len()];
             let (_, der) = pem_rfc7468::decode_vec(text.as_bytes())
                 .map_err(|_| InvalidInput::new(what, "the PEM block is not valid base64"))?;
-            return Ok((label, der));
+            return Ok((label, Zeroizing::new(der)));
         }
         rest = &block[end + end_marker.len()..];
     }

@@ -3,7 +3,7 @@
 use http::Method;
 use obauth_types::Scopes;
 use obauth_types::worldline::Scope;
-use obauth_types::worldline::token::{JWT_BEARER_ASSERTION_TYPE, TokenResponse};
+use obauth_types::worldline::token::{ClientAuthentication, TokenRequest, TokenResponse};
 
 use super::{WorldlineAuth, WorldlineConfig};
 use crate::error::Error;
@@ -47,20 +47,27 @@ impl Operation for RequestToken<'_> {
     fn build_request(&self, cx: &mut RequestContext<'_>) -> Result<http::Request<Vec<u8>>, Error> {
         validate::scopes(&self.scopes)?;
         let config = self.config;
-        let scope = self.scopes.to_wire();
+        let authentication = match &config.auth {
+            WorldlineAuth::ClientSecret(secret) => ClientAuthentication::Secret {
+                client_id: config.client_id.clone(),
+                client_secret: secret.clone(),
+            },
+            WorldlineAuth::Assertion(assertion) => ClientAuthentication::Assertion {
+                client_assertion: assertion.sign(
+                    &config.client_id,
+                    &config.issuer,
+                    cx.now,
+                    cx.random,
+                )?,
+            },
+        };
+        let body = TokenRequest {
+            scope: self.scopes.clone(),
+            authentication,
+        };
         let mut form = form_urlencoded::Serializer::new(String::with_capacity(1024));
-        form.append_pair("grant_type", "client_credentials");
-        form.append_pair("scope", &scope);
-        match &config.auth {
-            WorldlineAuth::ClientSecret(secret) => {
-                form.append_pair("client_id", &config.client_id);
-                form.append_pair("client_secret", secret.expose_secret());
-            }
-            WorldlineAuth::Assertion(assertion) => {
-                let jwt = assertion.sign(&config.client_id, &config.issuer, cx.now, cx.random)?;
-                form.append_pair("client_assertion_type", JWT_BEARER_ASSERTION_TYPE);
-                form.append_pair("client_assertion", jwt.expose_secret());
-            }
+        for (name, value) in body.form_fields() {
+            form.append_pair(name, &value);
         }
         Ok(wire::request(
             Method::POST,

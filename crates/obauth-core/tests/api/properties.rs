@@ -101,6 +101,9 @@ fn json_like() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A secret planted in bodies: it must never come back out of an error message.
+const PLANTED: &str = "Pl4ntedS3cretTokenValue-abcdefghijklmnop";
+
 fn check<O: Operation>(op: &O, response: &Response<Vec<u8>>)
 where
     O::Output: std::fmt::Debug,
@@ -108,13 +111,52 @@ where
     match op.parse_response(response) {
         Ok(_) => assert!(response.status().is_success()),
         Err(error) => {
-            // Every error renders, and carries a status when it came from the server.
-            let _ = error.to_string();
+            // Every error renders without the planted secret, and carries a status when it
+            // came from the server.
+            let shown = error.to_string();
+            assert!(!shown.contains(PLANTED), "leaked: {shown}");
+            assert!(
+                !format!("{error:?}").contains(PLANTED),
+                "leaked through Debug"
+            );
             if matches!(error, Error::Api(_) | Error::UnexpectedResponse(_)) {
                 assert_eq!(error.status(), Some(response.status()));
             }
         }
     }
+}
+
+/// Bodies that carry the planted secret in every shape a server might use.
+fn planted_body() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("access_token"),
+        Just("refresh_token"),
+        Just("id_token"),
+        Just("client_secret"),
+        Just("code"),
+    ];
+    let prefix = prop_oneof![
+        Just(""),
+        Just("\u{feff}"),
+        Just(")]}',\n"),
+        Just("  "),
+        Just("<html>")
+    ];
+    let cut = 0usize..120;
+    (key, prefix, cut, 0u8..4).prop_map(|(key, prefix, cut, shape)| {
+        let body = match shape {
+            0 => format!(r#"{{"{key}":"{PLANTED}","expires_in":"x","token_type":"Bearer"}}"#),
+            1 => format!(r#"[{{"nested":{{"{key}":"{PLANTED}"}}}}]"#),
+            2 => format!("{key}={PLANTED}&token_type=bearer"),
+            _ => format!("error: {key} {PLANTED} rejected"),
+        };
+        // Truncation anywhere past the secret's start must still not reveal it whole.
+        let full = format!("{prefix}{body}");
+        let keep = full
+            .len()
+            .min(full.find(PLANTED).unwrap_or(0) + PLANTED.len() + cut);
+        full[..keep].to_owned()
+    })
 }
 
 proptest! {
@@ -143,10 +185,42 @@ proptest! {
     }
 
     #[test]
+    fn planted_secrets_never_reach_error_messages(
+        body in planted_body(),
+        status in prop_oneof![Just(200u16), Just(400), Just(401), Just(500), Just(502)],
+        content_type in prop_oneof![Just("application/json"), Just("text/html"), Just("text/plain")],
+    ) {
+        let mut response = Response::new(body.into_bytes());
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        response.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
+        let config = sandbox();
+        check(&config.refresh(RefreshToken::new("r")), &response);
+        check(&config.create_debug_id(AccessToken::new("a")), &response);
+        check(&config.providers(ProvidersQuery::default()), &response);
+    }
+
+    #[test]
     fn redirect_parser_survives_any_input(input in "\\PC{0,200}", state in "[a-z]{0,8}") {
         match parse_callback(&input, &state) {
             Ok(callback) => prop_assert!(!callback.code.expose_secret().is_empty()),
             Err(error) => { let _ = error.to_string(); }
+        }
+    }
+
+    #[test]
+    fn redirect_parser_returns_any_code_intact(code in "\\PC{1,40}", state in "\\PC{1,20}", extra in "[a-z_]{0,8}") {
+        let encode = |value: &str| -> String {
+            form_urlencoded::byte_serialize(value.as_bytes()).collect()
+        };
+        let input = format!(
+            "https://app.example/cb?{extra}=1&code={}&state={}",
+            encode(&code),
+            encode(&state)
+        );
+        match parse_callback(&input, &state) {
+            Ok(callback) => prop_assert_eq!(callback.code.expose_secret(), code.as_str()),
+            // Only a colliding extra parameter name may make it fail.
+            Err(error) => prop_assert!(matches!(extra.as_str(), "code" | "state" | "error"), "{error}"),
         }
     }
 

@@ -165,6 +165,16 @@ fn link_debug_delete_and_providers_succeed_on_spec_examples() {
     let delete = config.delete_credential(AccessToken::new("a"));
     delete.parse_response(&with_type(200, None, "")).unwrap();
     delete.parse_response(&with_type(204, None, "")).unwrap();
+    delete
+        .parse_response(&with_type(200, Some("text/plain"), "OK"))
+        .unwrap();
+    assert_eq!(
+        delete
+            .parse_response(&json(200, r#"{"error":"unauthorized"}"#))
+            .unwrap_err()
+            .api_code(),
+        Some(&ErrorCode::Unauthorized)
+    );
     assert_eq!(
         delete
             .parse_response(&json(500, fixture!("truelayer/error-500-internal.json")))
@@ -265,6 +275,24 @@ fn an_error_body_under_200_is_still_an_api_error() {
         .unwrap_err());
     assert_eq!(error.status, StatusCode::OK);
     assert_eq!(error.code, ErrorCode::InvalidGrant);
+}
+
+#[test]
+fn a_byte_order_mark_is_tolerated() {
+    let config = sandbox();
+    let op = config.refresh(RefreshToken::new("r"));
+    let body = format!("\u{feff}{}", fixture!("truelayer/token-200.json"));
+    assert_eq!(
+        op.parse_response(&json(200, &body)).unwrap().expires_in,
+        3600
+    );
+    let error = format!("\u{feff}{}", r#"{"error":"invalid_grant"}"#);
+    assert_eq!(
+        op.parse_response(&json(400, &error))
+            .unwrap_err()
+            .api_code(),
+        Some(&ErrorCode::InvalidGrant)
+    );
 }
 
 #[test]

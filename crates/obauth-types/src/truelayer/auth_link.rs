@@ -71,9 +71,18 @@ pub struct AuthLinkUser {
 ///
 /// Serialized as one JSON object (`{"branch-name": "…"}`), as the spec's description and
 /// TrueLayer's docs show; the schema's "array of objects" is also accepted when reading.
-/// See `docs/spec-notes.md`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// See `docs/spec-notes.md`. Its `Debug` shows the field ids only: providers mark some
+/// inputs sensitive (passwords).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct AuthInputs(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for AuthInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|key| (key, "<redacted>")))
+            .finish()
+    }
+}
 
 impl AuthInputs {
     /// Adds or replaces one input.
