@@ -5,14 +5,20 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use obauth_types::{ErrorCode, ErrorDetails};
 
 use crate::retry::RetryAfter;
 
-/// Everything an operation can fail with before or after the transport.
-#[derive(Debug)]
+/// Everything a call can fail with: before sending, in the transport, or in the answer.
+///
+/// The bindings (`obauth-async`, `obauth-blocking`) use this same type, so code that handles
+/// errors works with either. It is `Clone` so that one failed token fetch can be handed to
+/// every caller that waited for it.
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The server answered with an OAuth-style error body (`error`, `error_description`).
@@ -28,6 +34,16 @@ pub enum Error {
     Callback(CallbackError),
     /// The operating system's random source failed.
     Randomness(RandomnessError),
+    /// The transport failed: no connection, a broken connection, a body over the cap, a
+    /// redirect an HTTP client followed on its own.
+    Transport(TransportError),
+    /// A connect or total timeout expired.
+    Timeout(TimeoutError),
+    /// The refresh token was refused (`invalid_grant`): the user must re-authenticate,
+    /// e.g. through a reauthentication link built from the token this error carries.
+    ReauthenticationRequired(ReauthenticationRequired),
+    /// The application's refresh-token store refused a rotated token.
+    Store(StoreError),
 }
 
 impl Error {
@@ -36,6 +52,12 @@ impl Error {
     /// *safe* depends on the operation too: see [`crate::retry::RetryPolicy::decide`].
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::Transport(transport) => matches!(
+                transport.kind,
+                TransportErrorKind::Connect | TransportErrorKind::Io
+            ),
+            Error::Timeout(_) => true,
+            Error::ReauthenticationRequired(_) | Error::Store(_) => false,
             Error::Api(api) => {
                 is_retryable_status(api.status)
                     || matches!(
@@ -95,6 +117,10 @@ impl fmt::Display for Error {
             Error::Signing(signing) => signing.fmt(f),
             Error::Callback(callback) => callback.fmt(f),
             Error::Randomness(random) => random.fmt(f),
+            Error::Transport(transport) => transport.fmt(f),
+            Error::Timeout(timeout) => timeout.fmt(f),
+            Error::ReauthenticationRequired(reauth) => reauth.fmt(f),
+            Error::Store(store) => store.fmt(f),
         }
     }
 }
@@ -103,6 +129,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Signing(signing) => signing.source(),
+            Error::Transport(transport) => transport.source(),
+            Error::Store(store) => store.source(),
+            Error::ReauthenticationRequired(reauth) => Some(&*reauth.cause),
             _ => None,
         }
     }
@@ -265,12 +294,14 @@ impl fmt::Display for InvalidInput {
 
 impl std::error::Error for InvalidInput {}
 
+type Source = Arc<dyn std::error::Error + Send + Sync>;
+
 /// A client assertion could not be signed. Custom [`crate::worldline::assertion::AssertionSigner`]s
 /// (HSM, KMS) report their failures with it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SigningError {
     message: Cow<'static, str>,
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<Source>,
 }
 
 impl SigningError {
@@ -289,7 +320,7 @@ impl SigningError {
     ) -> Self {
         Self {
             message: message.into(),
-            source: Some(source.into()),
+            source: Some(Arc::from(source.into())),
         }
     }
 }
@@ -305,6 +336,191 @@ impl fmt::Display for SigningError {
 }
 
 impl std::error::Error for SigningError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// What kind of transport failure happened, as far as a caller or a retry cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// No connection was made (refused, DNS, TLS handshake): nothing reached the server.
+    Connect,
+    /// The connection broke after the request may have been sent (reset, closed
+    /// mid-response, truncated body).
+    Io,
+    /// The body was larger than the binding's cap ([`crate::MAX_RESPONSE_BODY`] by default).
+    BodyTooLarge,
+    /// A caller-supplied HTTP client followed a redirect; obauth never does.
+    RedirectFollowed,
+    /// The request could not be handed to the HTTP client (e.g. an invalid header).
+    Request,
+}
+
+/// The transport failed. Built by the bindings from their HTTP client's errors, so that no
+/// client type appears in obauth's API.
+#[derive(Clone, Debug)]
+pub struct TransportError {
+    kind: TransportErrorKind,
+    message: Cow<'static, str>,
+    source: Option<Source>,
+}
+
+impl TransportError {
+    /// A failure of `kind`, described by `message` (which must hold no secret).
+    pub fn new(kind: TransportErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same with the HTTP client's error as its cause.
+    pub fn with_source(
+        kind: TransportErrorKind,
+        message: impl Into<Cow<'static, str>>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// What kind of failure.
+    pub fn kind(&self) -> TransportErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "transport error: {}", self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Which deadline expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Connecting (resolution, TCP, TLS): the request was not sent.
+    Connect,
+    /// The whole call, from sending to the last body byte.
+    Total,
+}
+
+/// A deadline expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeoutError {
+    /// Which deadline.
+    pub phase: TimeoutPhase,
+    /// Its length.
+    pub after: Duration,
+}
+
+impl fmt::Display for TimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let phase = match self.phase {
+            TimeoutPhase::Connect => "connecting",
+            TimeoutPhase::Total => "waiting for the answer",
+        };
+        write!(f, "timed out {phase} after {:.1?}", self.after)
+    }
+}
+
+/// The refresh token was refused; the user has to go through the bank again.
+#[derive(Clone, Debug)]
+pub struct ReauthenticationRequired {
+    refresh_token: obauth_types::RefreshToken,
+    cause: Box<ApiError>,
+}
+
+impl ReauthenticationRequired {
+    /// Wraps the server's refusal of `refresh_token`.
+    pub fn new(refresh_token: obauth_types::RefreshToken, cause: Box<ApiError>) -> Self {
+        Self {
+            refresh_token,
+            cause,
+        }
+    }
+
+    /// The refused refresh token: TrueLayer's `/v1/reauthuri` takes it to build a
+    /// reauthentication link (see [`crate::truelayer::auth_link::ReauthLink`]).
+    pub fn refresh_token(&self) -> &obauth_types::RefreshToken {
+        &self.refresh_token
+    }
+
+    /// The server's answer.
+    pub fn cause(&self) -> &ApiError {
+        &self.cause
+    }
+}
+
+impl fmt::Display for ReauthenticationRequired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "re-authentication required: {}", self.cause)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The application's refresh-token store failed; the rotated token is kept in memory and
+/// saving is tried again on the next call.
+#[derive(Clone, Debug)]
+pub struct StoreError {
+    message: Cow<'static, str>,
+    source: Option<Source>,
+}
+
+impl StoreError {
+    /// A failure described by `message` (no secrets).
+    pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same with the underlying cause.
+    pub fn with_source(
+        message: impl Into<Cow<'static, str>>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "saving the refresh token failed: {}", self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
             .as_deref()

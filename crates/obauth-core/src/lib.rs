@@ -26,8 +26,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod call;
 pub mod error;
 pub mod expiry;
+pub mod manager;
 pub mod operation;
 pub mod pkce;
 pub mod random;
@@ -38,7 +40,11 @@ mod validate;
 mod wire;
 pub mod worldline;
 
-pub use error::{ApiError, CallbackError, Error, InvalidInput, SigningError, UnexpectedResponse};
+pub use call::{Call, Step};
+pub use error::{
+    ApiError, CallbackError, Error, InvalidInput, ReauthenticationRequired, SigningError,
+    StoreError, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind, UnexpectedResponse,
+};
 pub use obauth_types as types;
 pub use operation::{Operation, Replay, RequestContext};
 pub use random::{OsRandom, RandomSource};

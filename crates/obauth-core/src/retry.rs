@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
 
-use crate::error::Error;
+use crate::error::{Error, TimeoutPhase, TransportErrorKind};
 use crate::operation::Replay;
 
 /// A server's `Retry-After` (RFC 9110 §10.2.3): seconds, or a date.
@@ -61,8 +61,24 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Classifies a core error: a server answer, or bad input.
+    /// Classifies an error: no connection, no answer, a retryable answer, or final.
     pub fn of(error: &Error) -> Self {
+        match error {
+            Error::Transport(transport) => {
+                return match transport.kind() {
+                    TransportErrorKind::Connect => Failure::Connect,
+                    TransportErrorKind::Io => Failure::NoAnswer,
+                    _ => Failure::Final,
+                };
+            }
+            Error::Timeout(timeout) => {
+                return match timeout.phase {
+                    TimeoutPhase::Connect => Failure::Connect,
+                    _ => Failure::NoAnswer,
+                };
+            }
+            _ => {}
+        }
         if !error.is_retryable() {
             return Failure::Final;
         }

@@ -124,6 +124,11 @@ impl TrueLayerConfig {
         &self.client_id
     }
 
+    /// The token endpoint, `{base}/connect/token`.
+    pub fn token_url(&self) -> &Uri {
+        &self.endpoints.token
+    }
+
     /// Whether a client secret is configured.
     pub fn has_client_secret(&self) -> bool {
         self.client_secret.is_some()
