@@ -1,0 +1,230 @@
+//! An in-process mock of TrueLayer's Authentication Server and Worldline's Keycloak token
+//! endpoint, with real semantics, for testing code that uses obauth (or any client).
+//!
+//! ```no_run
+//! let mock = obauth_mock::MockServer::start();
+//! let base = mock.base_url();               // http://127.0.0.1:PORT  (TrueLayer)
+//! let worldline = mock.worldline_base_url(); // http://127.0.0.1:PORT/auth
+//! # let _ = (base, worldline);
+//! ```
+//!
+//! What it does, as the specs describe:
+//! * **TrueLayer**: registered clients and secrets; authorization codes bound to client,
+//!   redirect URI and PKCE challenge, single-use (a reused code revokes what it issued);
+//!   refresh tokens that rotate, a spent one answering `invalid_grant`; access tokens that
+//!   expire; debug ids; credential deletion that revokes the connection's tokens; the
+//!   providers list of the spec's example with its filters.
+//! * **Worldline**: realms whose clients authenticate with a secret or an RS256 client
+//!   assertion, verified against the registered public key by `kid`, with `aud`, `exp`
+//!   and `jti` replay checks, answering `invalid_client` / `invalid_scope` as the spec shows.
+//! * **Consent without a browser**: the auth links and the hosted dialog point at the mock;
+//!   [`MockServer::approve`] plays the user's consent and returns the redirect back
+//!   (`…?code=…&state=…`, or the `form_post` body), ready for the redirect parser.
+//! * **Faults on demand**: [`MockServer::inject`] makes the next N answers of an endpoint a
+//!   status (500, 503, 429 with `Retry-After`), a delay, a malformed or truncated body, an
+//!   HTML error page, or a connection closed mid-answer.
+//! * **Counting**: [`MockServer::requests`] says how many requests reached each endpoint.
+//!
+//! The server runs on its own thread with its own single-threaded tokio runtime, on
+//! `127.0.0.1` and an ephemeral port, so sync and async tests use it alike. It stops when
+//! the [`MockServer`] is dropped. It is a test tool, not a production server: state is in
+//! memory, and secrets are compared in constant time only where a test could notice.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod http_server;
+mod state;
+mod truelayer;
+mod worldline;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use state::State;
+pub use state::{Endpoint, Fault};
+
+/// The TrueLayer client registered at start.
+pub const TRUELAYER_CLIENT_ID: &str = "mock-client";
+/// Its secret.
+pub const TRUELAYER_CLIENT_SECRET: &str = "mock-secret";
+/// A redirect URI registered for it.
+pub const TRUELAYER_REDIRECT_URI: &str = "https://app.example/callback";
+/// The Worldline realm registered at start.
+pub const WORLDLINE_REALM: &str = "mock-realm";
+/// The Worldline client (secret) registered at start, allowed `VOP` and `WERO`.
+pub const WORLDLINE_CLIENT_ID: &str = "Worldline-000021";
+/// Its secret.
+pub const WORLDLINE_CLIENT_SECRET: &str = "password123";
+
+/// A running mock server. Cheap handle to shared state; dropping it stops the server.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MockServer {
+    /// Starts a server on `127.0.0.1` and an ephemeral port.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound or the thread cannot start: a test set-up failure.
+    pub fn start() -> Self {
+        Self::start_on(0).expect("the mock server could not bind 127.0.0.1")
+    }
+
+    /// Starts a server on `127.0.0.1:port` (0 for an ephemeral port).
+    pub fn start_on(port: u16) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::new(format!("http://{addr}"))));
+        let (shutdown, stopped) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread_state = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name("obauth-mock".into())
+            .spawn(move || runtime.block_on(http_server::serve(listener, thread_state, stopped)))?;
+        Ok(Self {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `http://127.0.0.1:PORT`: TrueLayer's base URL (API and auth dialog).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/auth`: Worldline's base URL (the spec's server URL).
+    pub fn worldline_base_url(&self) -> String {
+        format!("http://{}/auth", self.addr)
+    }
+
+    /// The realm issuer URL `{worldline base}/realms/{realm}`: the assertion audience.
+    pub fn worldline_issuer(&self, realm: &str) -> String {
+        format!("{}/realms/{realm}", self.worldline_base_url())
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Registers a TrueLayer client with its secret and allowed redirect URIs.
+    pub fn register_truelayer_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uris: &[&str],
+    ) {
+        self.state()
+            .truelayer
+            .register_client(client_id, client_secret, redirect_uris);
+    }
+
+    /// Sets the lifetime of the access tokens issued from now on (default 3600 s TrueLayer,
+    /// 300 s Worldline).
+    pub fn set_access_token_lifetime(&self, truelayer: Duration, worldline: Duration) {
+        let mut state = self.state();
+        state.truelayer.token_lifetime = truelayer;
+        state.worldline.token_lifetime = worldline;
+    }
+
+    /// Registers a Worldline client that authenticates with a secret, allowed `scopes`.
+    pub fn register_worldline_secret_client(
+        &self,
+        realm: &str,
+        client_id: &str,
+        secret: &str,
+        scopes: &[&str],
+    ) {
+        self.state().worldline.register(
+            realm,
+            client_id,
+            worldline::ClientAuth::Secret(secret.to_owned()),
+            scopes,
+        );
+    }
+
+    /// Registers a Worldline client that authenticates with RS256 assertions whose header
+    /// carries `kid` (the certificate's SHA-1 fingerprint) and that verify with
+    /// `public_key_pem` (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`).
+    ///
+    /// # Panics
+    /// If the PEM is not an RSA public key: a test set-up mistake.
+    pub fn register_worldline_assertion_client(
+        &self,
+        realm: &str,
+        client_id: &str,
+        kid: &str,
+        public_key_pem: &str,
+        scopes: &[&str],
+    ) {
+        let key = worldline::public_key(public_key_pem).expect("an RSA public key in PEM");
+        self.state().worldline.register(
+            realm,
+            client_id,
+            worldline::ClientAuth::Assertion {
+                kid: kid.to_owned(),
+                key,
+            },
+            scopes,
+        );
+    }
+
+    /// Plays the user's consent on a link the mock issued (auth link, reauth link or
+    /// hosted-dialog URL) and returns where the bank would send the user back: the redirect
+    /// URL with `code` and `state`, or for `form_post` the form body.
+    pub fn approve(&self, link: &str) -> Result<String, String> {
+        self.state().truelayer.approve(link, None)
+    }
+
+    /// Plays the user's refusal: the redirect carries `error=access_denied`.
+    pub fn deny(&self, link: &str) -> Result<String, String> {
+        self.state().truelayer.approve(link, Some("access_denied"))
+    }
+
+    /// Makes the next `times` answers of `endpoint` (any endpoint if `None`) the `fault`.
+    pub fn inject(&self, endpoint: Option<Endpoint>, times: usize, fault: Fault) {
+        self.state().faults.push((endpoint, times, fault));
+    }
+
+    /// How many requests reached `endpoint` so far (faulted ones included).
+    pub fn requests(&self, endpoint: Endpoint) -> usize {
+        self.state().counts.get(&endpoint).copied().unwrap_or(0)
+    }
+
+    /// Forgets every count.
+    pub fn reset_counts(&self) {
+        self.state().counts.clear();
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,621 @@
+//! TrueLayer's Authentication Server, with the semantics the spec and OAuth describe.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::StatusCode;
+use obauth_types::truelayer::auth_link::{AuthLinkRequest, ReauthLinkRequest};
+use obauth_types::truelayer::debug::DebugIdRequest;
+use obauth_types::truelayer::providers::{Provider, ProvidersResponse};
+use obauth_types::truelayer::token::TokenRequest;
+use obauth_types::truelayer::{ResponseMode, Scope};
+use obauth_types::{ClientSecret, Scopes};
+use sha2::{Digest, Sha256};
+
+use crate::state::{Answer, Endpoint, Request, random_token, same};
+use crate::{TRUELAYER_CLIENT_ID, TRUELAYER_CLIENT_SECRET, TRUELAYER_REDIRECT_URI};
+
+/// The scopes `client_credentials` may ask for.
+const APPLICATION_SCOPES: [&str; 7] = [
+    "payments",
+    "recurring_payments:sweeping",
+    "recurring_payments:commercial",
+    "signupplus",
+    "verification",
+    "payouts",
+    "paydirect",
+];
+
+struct Client {
+    secret: ClientSecret,
+    redirect_uris: Vec<String>,
+}
+
+/// An authorization in progress: an auth link or dialog, waiting for the user's consent.
+#[derive(Clone)]
+struct Session {
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+    state: Option<String>,
+    code_challenge: Option<String>,
+    form_post: bool,
+    provider_id: String,
+    /// Set for reauthentication: the connection being renewed.
+    credential: Option<String>,
+}
+
+struct Code {
+    session: Session,
+    used: bool,
+    /// What the exchange issued, revoked if the code is replayed.
+    credential: Option<String>,
+}
+
+struct Access {
+    credential: Option<String>,
+    expires_at: Instant,
+}
+
+struct Refresh {
+    client_id: String,
+    credential: String,
+    scope: String,
+    used: bool,
+}
+
+struct Credential {
+    provider_id: String,
+    revoked: bool,
+    debug_id: Option<String>,
+}
+
+pub(crate) struct TrueLayerState {
+    base: String,
+    clients: HashMap<String, Client>,
+    sessions: HashMap<String, Session>,
+    codes: HashMap<String, Code>,
+    access: HashMap<String, Access>,
+    refresh: HashMap<String, Refresh>,
+    credentials: HashMap<String, Credential>,
+    providers: Vec<Provider>,
+    pub(crate) token_lifetime: Duration,
+}
+
+impl TrueLayerState {
+    pub(crate) fn new(base: String) -> Self {
+        let ProvidersResponse(providers) =
+            serde_json::from_str(include_str!("providers.json")).unwrap_or_default();
+        let mut state = Self {
+            base,
+            clients: HashMap::new(),
+            sessions: HashMap::new(),
+            codes: HashMap::new(),
+            access: HashMap::new(),
+            refresh: HashMap::new(),
+            credentials: HashMap::new(),
+            providers,
+            token_lifetime: Duration::from_secs(3600),
+        };
+        state.register_client(
+            TRUELAYER_CLIENT_ID,
+            TRUELAYER_CLIENT_SECRET,
+            &[TRUELAYER_REDIRECT_URI],
+        );
+        state
+    }
+
+    pub(crate) fn register_client(
+        &mut self,
+        client_id: &str,
+        secret: &str,
+        redirect_uris: &[&str],
+    ) {
+        self.clients.insert(
+            client_id.to_owned(),
+            Client {
+                secret: ClientSecret::new(secret),
+                redirect_uris: redirect_uris.iter().map(|uri| (*uri).to_owned()).collect(),
+            },
+        );
+    }
+
+    pub(crate) fn handle(&mut self, request: &Request) -> Answer {
+        match request.endpoint {
+            Endpoint::TrueLayerToken => self.token(&request.body),
+            Endpoint::AuthLink => self.auth_link(&request.body),
+            Endpoint::ReauthLink => self.reauth_link(&request.body),
+            Endpoint::CreateDebugId => self.debug(&request.body, true),
+            Endpoint::DeleteDebugId => self.debug(&request.body, false),
+            Endpoint::DeleteCredential => self.delete(request),
+            Endpoint::Providers => self.providers(&request.query),
+            Endpoint::Consent => {
+                let link = format!("{}{}?{}", self.base, request.path, request.query);
+                match self.approve(&link, None) {
+                    Ok(back) if back.contains("://") => Answer::redirect(&back),
+                    Ok(form) => Answer::new(
+                        StatusCode::OK,
+                        "text/html",
+                        auto_post_form(&form).into_bytes(),
+                    ),
+                    Err(why) => Answer::error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+                }
+            }
+            _ => Answer::error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+        }
+    }
+
+    fn token(&mut self, body: &[u8]) -> Answer {
+        let request: TokenRequest = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(error) => return invalid_request(&format!("malformed token request: {error}")),
+        };
+        let (client_id, secret) = match &request {
+            TokenRequest::AuthorizationCode(r) => (&r.client_id, &r.client_secret),
+            TokenRequest::RefreshToken(r) => (&r.client_id, &r.client_secret),
+            TokenRequest::ClientCredentials(r) => (&r.client_id, &r.client_secret),
+        };
+        let authenticated = self
+            .clients
+            .get(client_id)
+            .is_some_and(|client| same(client.secret.expose_secret(), secret.expose_secret()));
+        if !authenticated {
+            return Answer::json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({
+                    "error": "unauthorized_client",
+                    "error_description": "The client credentials you have entered are incorrect. Please check and try again.",
+                    "error_details": {},
+                }),
+            );
+        }
+        match request {
+            TokenRequest::AuthorizationCode(r) => {
+                let Some(code) = self.codes.get_mut(r.code.expose_secret()) else {
+                    return invalid_grant();
+                };
+                if code.used {
+                    // RFC 6749 §4.1.2: a replayed code revokes what it issued.
+                    if let Some(credential) = code.credential.clone() {
+                        self.revoke(&credential);
+                    }
+                    return invalid_grant();
+                }
+                let session = code.session.clone();
+                let verifier_ok = match (&session.code_challenge, &r.code_verifier) {
+                    (None, None) => true,
+                    (Some(challenge), Some(verifier)) => same(
+                        challenge,
+                        &URL_SAFE_NO_PAD
+                            .encode(Sha256::digest(verifier.expose_secret().as_bytes())),
+                    ),
+                    _ => false,
+                };
+                if session.client_id != r.client_id
+                    || session.redirect_uri != r.redirect_uri
+                    || !verifier_ok
+                {
+                    return invalid_grant();
+                }
+                code.used = true;
+                let credential = session
+                    .credential
+                    .clone()
+                    .unwrap_or_else(|| random_token("cred-"));
+                code.credential = Some(credential.clone());
+                self.credentials
+                    .entry(credential.clone())
+                    .or_insert(Credential {
+                        provider_id: session.provider_id.clone(),
+                        revoked: false,
+                        debug_id: None,
+                    });
+                self.issue(&r.client_id, Some(&credential), &session.scope)
+            }
+            TokenRequest::RefreshToken(r) => {
+                let Some(refresh) = self.refresh.get_mut(r.refresh_token.expose_secret()) else {
+                    return invalid_grant();
+                };
+                let revoked = self
+                    .credentials
+                    .get(&refresh.credential)
+                    .is_none_or(|c| c.revoked);
+                if refresh.used || refresh.client_id != r.client_id || revoked {
+                    return invalid_grant();
+                }
+                refresh.used = true;
+                let (credential, scope) = (refresh.credential.clone(), refresh.scope.clone());
+                self.issue(&r.client_id, Some(&credential), &scope)
+            }
+            TokenRequest::ClientCredentials(r) => {
+                let scope = r.scope.to_wire();
+                if r.scope.is_empty()
+                    || r.scope
+                        .iter()
+                        .any(|s| !APPLICATION_SCOPES.contains(&s.as_str()))
+                {
+                    return Answer::error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        &format!("Invalid scopes: {scope}"),
+                    );
+                }
+                self.issue(&r.client_id, None, &scope)
+            }
+        }
+    }
+
+    /// Issues an access token, and a rotating refresh token for a connection with
+    /// `offline_access`.
+    fn issue(&mut self, client_id: &str, credential: Option<&str>, scope: &str) -> Answer {
+        let access_token = random_token("tl-at-");
+        self.access.insert(
+            access_token.clone(),
+            Access {
+                credential: credential.map(str::to_owned),
+                expires_at: Instant::now() + self.token_lifetime,
+            },
+        );
+        let mut body = serde_json::json!({
+            "access_token": access_token,
+            "expires_in": self.token_lifetime.as_secs(),
+            "token_type": "Bearer",
+            "scope": scope,
+        });
+        let offline = scope.split(' ').any(|s| s == "offline_access");
+        if let (Some(credential), true) = (credential, offline) {
+            let refresh_token = random_token("tl-rt-");
+            self.refresh.insert(
+                refresh_token.clone(),
+                Refresh {
+                    client_id: client_id.to_owned(),
+                    credential: credential.to_owned(),
+                    scope: scope.to_owned(),
+                    used: false,
+                },
+            );
+            body["refresh_token"] = refresh_token.into();
+        }
+        Answer::json(StatusCode::OK, &body)
+    }
+
+    fn revoke(&mut self, credential: &str) {
+        if let Some(entry) = self.credentials.get_mut(credential) {
+            entry.revoked = true;
+        }
+        self.access
+            .retain(|_, access| access.credential.as_deref() != Some(credential));
+        self.refresh
+            .retain(|_, refresh| refresh.credential != credential);
+    }
+
+    fn auth_link(&mut self, body: &[u8]) -> Answer {
+        let request: AuthLinkRequest = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(error) => return invalid_request(&format!("malformed auth link request: {error}")),
+        };
+        if let Some(why) = self.check_redirect(&request.client_id, &request.redirect_uri) {
+            return Answer::error(StatusCode::UNAUTHORIZED, "unauthorized_client", why);
+        }
+        if !self
+            .providers
+            .iter()
+            .any(|p| p.provider_id == request.provider_id)
+        {
+            return invalid_request("unknown provider_id");
+        }
+        let session = Session {
+            client_id: request.client_id,
+            redirect_uri: request.redirect_uri,
+            scope: request.scope.to_wire(),
+            state: request.state,
+            code_challenge: request.code_challenge,
+            form_post: request.response_mode == Some(ResponseMode::FormPost),
+            provider_id: request.provider_id,
+            credential: None,
+        };
+        self.link(session)
+    }
+
+    fn reauth_link(&mut self, body: &[u8]) -> Answer {
+        let request: ReauthLinkRequest = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(error) => return invalid_request(&format!("malformed reauth request: {error}")),
+        };
+        // The latest refresh token of a live connection, spent or not.
+        let found = self
+            .refresh
+            .get(request.refresh_token.expose_secret())
+            .and_then(|refresh| {
+                let credential = self.credentials.get(&refresh.credential)?;
+                (!credential.revoked).then(|| {
+                    (
+                        refresh.client_id.clone(),
+                        refresh.credential.clone(),
+                        refresh.scope.clone(),
+                        credential.provider_id.clone(),
+                    )
+                })
+            });
+        let Some((client_id, credential, scope, provider_id)) = found else {
+            return Answer::error_with_reason(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request",
+                "Invalid request",
+                "Invalid refresh_token",
+            );
+        };
+        if let Some(why) = self.check_redirect(&client_id, &request.redirect_uri) {
+            return Answer::error(StatusCode::UNAUTHORIZED, "unauthorized_client", why);
+        }
+        let session = Session {
+            client_id,
+            redirect_uri: request.redirect_uri,
+            scope,
+            state: request.state,
+            code_challenge: request.code_challenge,
+            form_post: request.response_mode == Some(ResponseMode::FormPost),
+            provider_id,
+            credential: Some(credential),
+        };
+        self.link(session)
+    }
+
+    fn check_redirect(&self, client_id: &str, redirect_uri: &str) -> Option<&'static str> {
+        match self.clients.get(client_id) {
+            None => Some("unknown client_id"),
+            Some(client) if !client.redirect_uris.iter().any(|uri| uri == redirect_uri) => {
+                Some("redirect_uri is not registered for this client")
+            }
+            Some(_) => None,
+        }
+    }
+
+    fn link(&mut self, session: Session) -> Answer {
+        let id = random_token("");
+        self.sessions.insert(id.clone(), session);
+        Answer::json(
+            StatusCode::OK,
+            &serde_json::json!({ "result": format!("{}/mock/consent/{id}", self.base), "success": true }),
+        )
+    }
+
+    /// Consent (or refusal, with `error`) on a link the mock issued, or on a hosted-dialog
+    /// URL: the redirect back, or the `form_post` body.
+    pub(crate) fn approve(&mut self, link: &str, error: Option<&str>) -> Result<String, String> {
+        let rest = link
+            .strip_prefix(&self.base)
+            .ok_or_else(|| "not a link of this mock".to_owned())?;
+        let session = if let Some(id) = rest.strip_prefix("/mock/consent/") {
+            let id = id.split(['?', '#']).next().unwrap_or_default();
+            self.sessions
+                .remove(id)
+                .ok_or_else(|| "unknown or used consent link".to_owned())?
+        } else if let Some(query) = rest.strip_prefix("/?") {
+            self.dialog_session(query)?
+        } else {
+            return Err("not a consent link or an auth dialog URL".to_owned());
+        };
+        let mut params = form_urlencoded::Serializer::new(String::new());
+        match error {
+            Some(error) => {
+                params.append_pair("error", error);
+            }
+            None => {
+                let code = random_token("tl-code-");
+                params.append_pair("code", &code);
+                params.append_pair("scope", &session.scope);
+                self.codes.insert(
+                    code,
+                    Code {
+                        session: session.clone(),
+                        used: false,
+                        credential: None,
+                    },
+                );
+            }
+        }
+        if let Some(state) = &session.state {
+            params.append_pair("state", state);
+        }
+        let params = params.finish();
+        if session.form_post {
+            Ok(params)
+        } else {
+            let separator = if session.redirect_uri.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            Ok(format!("{}{separator}{params}", session.redirect_uri))
+        }
+    }
+
+    fn dialog_session(&self, query: &str) -> Result<Session, String> {
+        let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let get = |name: &str| params.get(name).cloned();
+        if get("response_type").as_deref() != Some("code") {
+            return Err("response_type must be code".to_owned());
+        }
+        let client_id = get("client_id").ok_or("missing client_id")?;
+        let redirect_uri = get("redirect_uri").ok_or("missing redirect_uri")?;
+        if let Some(why) = self.check_redirect(&client_id, &redirect_uri) {
+            return Err(why.to_owned());
+        }
+        if get("code_challenge").is_some()
+            && get("code_challenge_method").as_deref() != Some("S256")
+        {
+            return Err("code_challenge_method must be S256".to_owned());
+        }
+        Ok(Session {
+            client_id,
+            redirect_uri,
+            scope: get("scope").ok_or("missing scope")?,
+            state: get("state"),
+            code_challenge: get("code_challenge"),
+            form_post: get("response_mode").as_deref() == Some("form_post"),
+            provider_id: get("provider_id").unwrap_or_else(|| "mock".to_owned()),
+            credential: None,
+        })
+    }
+
+    /// The live connection behind a user access token.
+    fn connection(&self, access_token: &str) -> Option<String> {
+        let access = self.access.get(access_token)?;
+        let credential = access.credential.clone()?;
+        let live = access.expires_at > Instant::now()
+            && self
+                .credentials
+                .get(&credential)
+                .is_some_and(|c| !c.revoked);
+        live.then_some(credential)
+    }
+
+    fn debug(&mut self, body: &[u8], create: bool) -> Answer {
+        let request: DebugIdRequest = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(error) => return invalid_request(&format!("malformed debug request: {error}")),
+        };
+        let Some(credential_id) = self.connection(request.access_token.expose_secret()) else {
+            return unauthorized();
+        };
+        let Some(credential) = self.credentials.get_mut(&credential_id) else {
+            return unauthorized();
+        };
+        let debug_id = if create {
+            let id = format!("{}|{}", credential.provider_id, random_token(""));
+            credential.debug_id = Some(id.clone());
+            id
+        } else {
+            match credential.debug_id.take() {
+                Some(id) => id,
+                None => {
+                    return Answer::error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "no debug id for this credential",
+                    );
+                }
+            }
+        };
+        Answer::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "credentials_id": credential_id,
+                "debug_id": debug_id,
+                "provider_id": credential.provider_id,
+            }),
+        )
+    }
+
+    fn delete(&mut self, request: &Request) -> Answer {
+        let token = request
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        match token.and_then(|token| self.connection(token)) {
+            Some(credential) => {
+                self.revoke(&credential);
+                Answer::empty(StatusCode::OK)
+            }
+            None => unauthorized(),
+        }
+    }
+
+    fn providers(&self, query: &str) -> Answer {
+        let mut client_id = None;
+        let mut scopes = Vec::new();
+        let mut countries = Vec::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "clientId" => client_id = Some(value.into_owned()),
+                "scopes" => scopes.extend(
+                    value
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                ),
+                "country" => countries.extend(
+                    value
+                        .split(' ')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                ),
+                _ => {}
+            }
+        }
+        if client_id
+            .as_ref()
+            .is_some_and(|id| !self.clients.contains_key(id))
+        {
+            return Answer::json(StatusCode::OK, &serde_json::json!([]));
+        }
+        let wanted: Scopes<Scope> = scopes.iter().map(|s| Scope::parse(s)).collect();
+        let matching: Vec<&Provider> = self
+            .providers
+            .iter()
+            .filter(|p| wanted.iter().all(|scope| p.scopes.contains(scope)))
+            .filter(|p| countries.is_empty() || countries.iter().any(|c| c == p.country.as_str()))
+            .collect();
+        match serde_json::to_value(matching) {
+            Ok(value) => Answer::json(StatusCode::OK, &value),
+            Err(_) => Answer::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_server_error",
+                "serialization",
+            ),
+        }
+    }
+}
+
+fn invalid_request(why: &str) -> Answer {
+    Answer::error_with_reason(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "Invalid request",
+        why,
+    )
+}
+
+fn invalid_grant() -> Answer {
+    Answer::json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({ "error": "invalid_grant" }),
+    )
+}
+
+fn unauthorized() -> Answer {
+    Answer::error_with_reason(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized.",
+        "Invalid token",
+    )
+}
+
+fn auto_post_form(body: &str) -> String {
+    let inputs: String = form_urlencoded::parse(body.as_bytes())
+        .map(|(name, value)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                escape(&name),
+                escape(&value)
+            )
+        })
+        .collect();
+    format!(
+        "<html><body onload=\"document.forms[0].submit()\"><form method=\"post\">{inputs}</form></body></html>"
+    )
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
