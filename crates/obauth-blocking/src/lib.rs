@@ -1,12 +1,65 @@
-//! The blocking (ureq) binding of obauth, with the same API shape as `obauth-async`.
+//! The blocking binding of obauth: TrueLayer and Worldline clients on ureq, and the token
+//! managers a service calls on every request. No async runtime: this crate never depends
+//! on tokio.
 //!
-//! This crate is a placeholder while the foundation lands: it will hold `TrueLayerClient`,
-//! `WorldlineClient` and the token managers as thin loops around [`obauth_core`], sending
-//! with ureq. It never depends on tokio or any async runtime.
+//! ```no_run
+//! use obauth_blocking::TrueLayerClient;
+//! use obauth_blocking::core::truelayer::Environment;
+//! use obauth_blocking::types::{ClientSecret, Scopes, truelayer::Scope};
 //!
-//! Until then, drive [`obauth_core`] with any HTTP client: see its crate documentation.
+//! let client = TrueLayerClient::builder(Environment::Sandbox, "client-id")
+//!     .client_secret(ClientSecret::new("from-your-secret-store"))
+//!     .build()?;
+//! let token = client.client_credentials(Scopes::from([Scope::Payments]))?;
+//! # let _ = token; Ok::<(), obauth_blocking::Error>(())
+//! ```
+//!
+//! The API is `obauth-async`'s without `async`: same types, same method names. Every method
+//! hands an `http::Request` built by [`obauth_core`] to ureq and the `http::Response` back
+//! to the core; this crate only sends, sleeps between retries, and locks around cached
+//! tokens.
+//!
+//! Transport defaults: ureq with rustls, statuses are answers (`http_status_as_error` off),
+//! no redirects ever, a 10 s connect timeout and a 30 s total timeout per attempt, response
+//! bodies capped at [`MAX_RESPONSE_BODY`](obauth_core::MAX_RESPONSE_BODY), resolved
+//! addresses cached for a minute, one connection pool per client.
+//!
+//! This crate is not for async code (use `obauth-async`) nor for building requests yourself
+//! (use `obauth-core`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod manager;
+pub mod transport;
+pub mod truelayer;
+pub mod worldline;
+
+pub use manager::{RefreshTokenStore, TokenSource, UserTokens};
 pub use obauth_core as core;
+pub use obauth_core::Error;
 pub use obauth_types as types;
+pub use transport::{HttpTransport, Timeouts, UreqTransport};
+pub use truelayer::TrueLayerClient;
+pub use worldline::WorldlineClient;
+
+use std::time::SystemTime;
+
+use obauth_core::retry::RetryPolicy;
+use obauth_core::{Call, Operation, OsRandom, Step};
+
+/// Runs `op` through `transport`, retrying as `policy` and the operation allow.
+pub(crate) fn execute<O: Operation>(
+    transport: &dyn HttpTransport,
+    policy: RetryPolicy,
+    op: &O,
+) -> Result<O::Output, Error> {
+    let mut call = Call::new(op, policy);
+    loop {
+        let request = call.request(SystemTime::now(), &mut OsRandom)?;
+        let outcome = transport.send(request);
+        match call.outcome(outcome, SystemTime::now(), &mut OsRandom) {
+            Step::Done(result) => return result,
+            Step::Retry(delay) => std::thread::sleep(delay),
+        }
+    }
+}

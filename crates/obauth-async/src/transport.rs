@@ -1,0 +1,153 @@
+//! Sending requests: the [`HttpTransport`] seam and its reqwest implementation.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Request, Response};
+use obauth_core::{
+    Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,
+};
+
+/// Sends one request and reads the whole answer.
+///
+/// Implement it to bring any HTTP client. An implementation must not follow redirects,
+/// must bound the time of a call, must cap the body it reads, and must report failures as
+/// [`Error::Transport`] or [`Error::Timeout`] (never as a client-specific type).
+#[async_trait]
+pub trait HttpTransport: Send + Sync {
+    /// Sends `request`; any status, including 4xx and 5xx, is an `Ok` response.
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error>;
+}
+
+/// Connect and total timeouts of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Resolving, connecting and the TLS handshake. Default 10 s.
+    pub connect: Duration,
+    /// The whole attempt, from sending to the last body byte. Default 30 s.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            total: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The default transport: a `reqwest::Client` that never follows redirects.
+#[derive(Clone, Debug)]
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+    timeouts: Timeouts,
+    max_body: usize,
+}
+
+impl ReqwestTransport {
+    /// A transport with its own connection pool, no redirects, and `timeouts`.
+    pub fn new(timeouts: Timeouts) -> Result<Self, Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.total)
+            .build()
+            .map_err(|error| {
+                Error::Transport(TransportError::with_source(
+                    TransportErrorKind::Request,
+                    "the HTTP client could not be built",
+                    error.without_url(),
+                ))
+            })?;
+        Ok(Self::with_client(client, timeouts))
+    }
+
+    /// A transport over your own `reqwest::Client` (its pool, proxy and TLS settings).
+    ///
+    /// The total timeout is set on every request. Build the client with
+    /// `redirect(Policy::none())`: if it follows a redirect anyway, the call fails with
+    /// [`TransportErrorKind::RedirectFollowed`].
+    pub fn with_client(client: reqwest::Client, timeouts: Timeouts) -> Self {
+        Self {
+            client,
+            timeouts,
+            max_body: MAX_RESPONSE_BODY,
+        }
+    }
+
+    /// Replaces the response body cap (default [`MAX_RESPONSE_BODY`]).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    fn error(&self, error: reqwest::Error) -> Error {
+        let error = error.without_url();
+        if error.is_timeout() {
+            let (phase, after) = if error.is_connect() {
+                (TimeoutPhase::Connect, self.timeouts.connect)
+            } else {
+                (TimeoutPhase::Total, self.timeouts.total)
+            };
+            return Error::Timeout(TimeoutError { phase, after });
+        }
+        let (kind, message) = if error.is_connect() {
+            (TransportErrorKind::Connect, "could not connect")
+        } else if error.is_builder() {
+            (TransportErrorKind::Request, "the request could not be sent")
+        } else {
+            (TransportErrorKind::Io, "the connection failed")
+        };
+        Error::Transport(TransportError::with_source(kind, message, error))
+    }
+}
+
+#[async_trait]
+impl HttpTransport for ReqwestTransport {
+    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        let sent_path = request.uri().path().to_owned();
+        let sent_host = request.uri().host().map(str::to_owned);
+        let mut request = reqwest::Request::try_from(request).map_err(|error| self.error(error))?;
+        *request.timeout_mut() = Some(self.timeouts.total);
+        let mut response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|error| self.error(error))?;
+        if response.url().path() != sent_path || response.url().host_str() != sent_host.as_deref() {
+            return Err(Error::Transport(TransportError::new(
+                TransportErrorKind::RedirectFollowed,
+                "the HTTP client followed a redirect; build it with redirect(Policy::none())",
+            )));
+        }
+        let too_large = || {
+            Error::Transport(TransportError::new(
+                TransportErrorKind::BodyTooLarge,
+                format!("the response body exceeds {} bytes", self.max_body),
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|length| length > self.max_body as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(
+            response
+                .content_length()
+                .map_or(1024, |length| length as usize),
+        );
+        while let Some(chunk) = response.chunk().await.map_err(|error| self.error(error))? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut out = Response::new(body);
+        *out.status_mut() = response.status();
+        *out.version_mut() = response.version();
+        *out.headers_mut() = std::mem::take(response.headers_mut());
+        Ok(out)
+    }
+}

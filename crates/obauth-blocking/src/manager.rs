@@ -1,0 +1,400 @@
+//! Token managers: call them on every request; they serve the cached token while it is
+//! fresh and fetch a new one, once, when it is due.
+//!
+//! * [`TokenSource`]: an application token (client credentials) for TrueLayer or Worldline.
+//! * [`UserTokens`]: a user's TrueLayer connection, refreshed with its rotating refresh
+//!   token, which reaches your [`RefreshTokenStore`] before the new access token reaches you.
+//!
+//! Reading a fresh token takes no lock: it loads the cached token through `arc-swap`
+//! and clones the token string. Fetching is single-flight: concurrent callers that find
+//! the cache cold or expired wait for one request and all get its result, token or error.
+//! A failed fetch caches nothing. When a token is due but still valid, one caller
+//! refreshes it while the others keep being served the valid one. Nothing is spawned; waiting callers block on the fetching thread's result.
+
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use obauth_core::expiry::{ExpiryPolicy, Freshness};
+use obauth_core::manager::{CacheKey, CachedToken, next_refresh_token, refresh_error};
+use obauth_core::{Error, InvalidInput, StoreError};
+use obauth_types::truelayer::token::TokenResponse;
+use obauth_types::{AccessToken, RefreshToken, Scopes, truelayer, worldline};
+
+use crate::{TrueLayerClient, WorldlineClient};
+
+type Flight = OnceLock<Result<Arc<CachedToken>, Error>>;
+
+/// Where concurrent callers stand: a token to serve, or a fetch to wait for.
+enum Join {
+    Serve(AccessToken),
+    Wait(Arc<Flight>),
+}
+
+/// One fetch at a time, and a cache read without locks.
+struct SingleFlight {
+    cached: ArcSwapOption<CachedToken>,
+    flight: Mutex<Option<Arc<Flight>>>,
+}
+
+impl SingleFlight {
+    fn new(initial: Option<CachedToken>) -> Self {
+        Self {
+            cached: ArcSwapOption::new(initial.map(Arc::new)),
+            flight: Mutex::new(None),
+        }
+    }
+
+    /// The cached token if it is fresh; `Err(due)` otherwise, with the still-valid token
+    /// when one is due for refresh.
+    fn fresh(&self, now: Instant) -> Result<AccessToken, Option<AccessToken>> {
+        match self.cached.load().as_deref() {
+            Some(token) => match token.freshness(now) {
+                Freshness::Fresh => Ok(token.access_token().clone()),
+                Freshness::RefreshSoon => Err(Some(token.access_token().clone())),
+                Freshness::Expired => Err(None),
+            },
+            None => Err(None),
+        }
+    }
+
+    /// Joins the fetch under way or starts one. With `serve_valid`, a still-valid token is
+    /// served instead of waiting for somebody else's fetch.
+    fn join(&self, serve_valid: Option<&AccessToken>) -> Join {
+        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        // A fetch may have finished between the caller's look and this lock.
+        if let Ok(token) = self.fresh(Instant::now()) {
+            return Join::Serve(token);
+        }
+        if let Some(flight) = slot.as_ref() {
+            return match serve_valid {
+                Some(valid) => Join::Serve(valid.clone()),
+                None => Join::Wait(Arc::clone(flight)),
+            };
+        }
+        let flight = Arc::new(Flight::new());
+        *slot = Some(Arc::clone(&flight));
+        Join::Wait(flight)
+    }
+
+    /// Publishes a fetch's result and ends the flight, so the next miss starts a new one.
+    fn finish(&self, flight: &Arc<Flight>, result: &Result<Arc<CachedToken>, Error>) {
+        if let Ok(token) = result {
+            self.cached.store(Some(Arc::clone(token)));
+        }
+        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, flight))
+        {
+            *slot = None;
+        }
+    }
+
+    fn clear(&self) {
+        self.cached.store(None);
+    }
+}
+
+/// Serves a token from `flights`, fetching with `fetch` when it is due.
+fn serve<F>(flights: &SingleFlight, fetch: F) -> Result<AccessToken, Error>
+where
+    F: FnOnce() -> Result<Arc<CachedToken>, Error>,
+{
+    let valid = match flights.fresh(Instant::now()) {
+        Ok(token) => return Ok(token),
+        Err(valid) => valid,
+    };
+    let flight = match flights.join(valid.as_ref()) {
+        Join::Serve(token) => return Ok(token),
+        Join::Wait(flight) => flight,
+    };
+    // Other threads joining this flight block here until the fetch is done.
+    let result = flight
+        .get_or_init(|| {
+            let result = fetch();
+            flights.finish(&flight, &result);
+            result
+        })
+        .clone();
+    match (result, valid) {
+        (Ok(token), _) => Ok(token.access_token().clone()),
+        // An early refresh failed; the token it was to replace is still valid.
+        (Err(_), Some(valid)) => Ok(valid),
+        (Err(error), None) => Err(error),
+    }
+}
+
+enum Fetcher {
+    TrueLayer(TrueLayerClient, Scopes<truelayer::Scope>),
+    Worldline(WorldlineClient, Scopes<worldline::Scope>),
+}
+
+/// A cached client-credentials token for TrueLayer or Worldline. Cheap to clone; clones
+/// share the cache.
+#[derive(Clone)]
+pub struct TokenSource {
+    inner: Arc<SourceInner>,
+}
+
+struct SourceInner {
+    fetcher: Fetcher,
+    key: CacheKey,
+    policy: ExpiryPolicy,
+    flights: SingleFlight,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("key", &self.inner.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    /// TrueLayer `client_credentials` tokens for `scopes`.
+    pub fn truelayer(client: TrueLayerClient, scopes: Scopes<truelayer::Scope>) -> Self {
+        let key = CacheKey {
+            token_url: client.config().token_url().to_string(),
+            client_id: client.config().client_id().to_owned(),
+            scopes: scopes.to_wire(),
+            auth_method: "client_secret_post",
+        };
+        Self::new(
+            Fetcher::TrueLayer(client, scopes),
+            key,
+            ExpiryPolicy::default(),
+        )
+    }
+
+    /// Worldline tokens for `scopes`, with the client's secret or assertion.
+    pub fn worldline(client: WorldlineClient, scopes: Scopes<worldline::Scope>) -> Self {
+        let key = CacheKey {
+            token_url: client.config().token_url().to_string(),
+            client_id: client.config().client_id().to_owned(),
+            scopes: scopes.to_wire(),
+            auth_method: client.config().auth_method(),
+        };
+        Self::new(
+            Fetcher::Worldline(client, scopes),
+            key,
+            ExpiryPolicy::default(),
+        )
+    }
+
+    fn new(fetcher: Fetcher, key: CacheKey, policy: ExpiryPolicy) -> Self {
+        Self {
+            inner: Arc::new(SourceInner {
+                fetcher,
+                key,
+                policy,
+                flights: SingleFlight::new(None),
+            }),
+        }
+    }
+
+    /// Replaces the expiry policy; the cache starts empty.
+    pub fn with_expiry_policy(self, policy: ExpiryPolicy) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| SourceInner {
+            fetcher: match &shared.fetcher {
+                Fetcher::TrueLayer(client, scopes) => {
+                    Fetcher::TrueLayer(client.clone(), scopes.clone())
+                }
+                Fetcher::Worldline(client, scopes) => {
+                    Fetcher::Worldline(client.clone(), scopes.clone())
+                }
+            },
+            key: shared.key.clone(),
+            policy,
+            flights: SingleFlight::new(None),
+        });
+        Self::new(inner.fetcher, inner.key, policy)
+    }
+
+    /// What identifies this token: token URL, client id, scopes and auth method.
+    pub fn key(&self) -> &CacheKey {
+        &self.inner.key
+    }
+
+    /// The access token: cached while fresh, fetched once for all concurrent callers when due.
+    pub fn access_token(&self) -> Result<AccessToken, Error> {
+        serve(&self.inner.flights, || self.fetch())
+    }
+
+    /// Drops the cached token (e.g. after the API refused it); the next call fetches.
+    pub fn invalidate(&self) {
+        self.inner.flights.clear();
+    }
+
+    fn fetch(&self) -> Result<Arc<CachedToken>, Error> {
+        let requested_at = Instant::now();
+        let (access_token, expires_in) = match &self.inner.fetcher {
+            Fetcher::TrueLayer(client, scopes) => {
+                let token = client.client_credentials(scopes.clone())?;
+                (token.access_token, token.expires_in)
+            }
+            Fetcher::Worldline(client, scopes) => {
+                let token = client.token(scopes.clone())?;
+                (token.access_token, token.expires_in)
+            }
+        };
+        Ok(Arc::new(CachedToken::new(
+            access_token,
+            expires_in,
+            requested_at,
+            &self.inner.policy,
+        )))
+    }
+}
+
+/// Where a user's rotated refresh token goes, before the new access token is handed out.
+///
+/// Save it durably (database, vault): the previous refresh token is spent once the server
+/// answers. If `save` fails, the call fails with [`Error::Store`]; obauth keeps the new
+/// refresh token in memory and tries again on the next call.
+pub trait RefreshTokenStore: Send + Sync {
+    /// Persists `refresh_token`, replacing the previous one.
+    fn save(&self, refresh_token: &RefreshToken) -> Result<(), StoreError>;
+}
+
+impl<F> RefreshTokenStore for F
+where
+    F: Fn(&RefreshToken) -> Result<(), StoreError> + Send + Sync,
+{
+    fn save(&self, refresh_token: &RefreshToken) -> Result<(), StoreError> {
+        self(refresh_token)
+    }
+}
+
+/// A user's TrueLayer connection: the access token, refreshed with the rotating refresh
+/// token. Cheap to clone; clones share the state.
+#[derive(Clone)]
+pub struct UserTokens {
+    inner: Arc<UserInner>,
+}
+
+struct UserInner {
+    client: TrueLayerClient,
+    store: Arc<dyn RefreshTokenStore>,
+    policy: ExpiryPolicy,
+    refresh: ArcSwap<Refresh>,
+    flights: SingleFlight,
+}
+
+struct Refresh {
+    token: RefreshToken,
+    /// Rotated but not yet accepted by the store.
+    unsaved: bool,
+}
+
+impl std::fmt::Debug for UserTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserTokens").finish_non_exhaustive()
+    }
+}
+
+impl UserTokens {
+    /// A connection known by its refresh token; the first call refreshes.
+    pub fn new(
+        client: TrueLayerClient,
+        refresh_token: RefreshToken,
+        store: Arc<dyn RefreshTokenStore>,
+    ) -> Self {
+        Self::with_access_token(client, refresh_token, None, store, ExpiryPolicy::default())
+    }
+
+    /// A connection from the code exchange's answer, obtained from a request sent at
+    /// `requested_at`. Its refresh token should already be stored; it needs `offline_access`.
+    pub fn from_token_response(
+        client: TrueLayerClient,
+        response: TokenResponse,
+        requested_at: Instant,
+        store: Arc<dyn RefreshTokenStore>,
+    ) -> Result<Self, Error> {
+        let policy = ExpiryPolicy::default();
+        let refresh_token = response.refresh_token.ok_or_else(|| {
+            Error::InvalidInput(InvalidInput::new(
+                "token response",
+                "has no refresh_token; ask for the offline_access scope",
+            ))
+        })?;
+        let access = CachedToken::new(
+            response.access_token,
+            response.expires_in,
+            requested_at,
+            &policy,
+        );
+        Ok(Self::with_access_token(
+            client,
+            refresh_token,
+            Some(access),
+            store,
+            policy,
+        ))
+    }
+
+    fn with_access_token(
+        client: TrueLayerClient,
+        refresh_token: RefreshToken,
+        access: Option<CachedToken>,
+        store: Arc<dyn RefreshTokenStore>,
+        policy: ExpiryPolicy,
+    ) -> Self {
+        Self {
+            inner: Arc::new(UserInner {
+                client,
+                store,
+                policy,
+                refresh: ArcSwap::from_pointee(Refresh {
+                    token: refresh_token,
+                    unsaved: false,
+                }),
+                flights: SingleFlight::new(access),
+            }),
+        }
+    }
+
+    /// The access token: cached while fresh, refreshed once for all concurrent callers when
+    /// due. [`Error::ReauthenticationRequired`] when the bank connection has expired.
+    pub fn access_token(&self) -> Result<AccessToken, Error> {
+        serve(&self.inner.flights, || self.refresh())
+    }
+
+    /// The current refresh token.
+    pub fn refresh_token(&self) -> RefreshToken {
+        self.inner.refresh.load().token.clone()
+    }
+
+    fn refresh(&self) -> Result<Arc<CachedToken>, Error> {
+        let inner = &self.inner;
+        let current = inner.refresh.load_full();
+        let requested_at = Instant::now();
+        let response = inner
+            .client
+            .refresh(current.token.clone())
+            .map_err(|error| refresh_error(error, &current.token))?;
+        let (next, rotated) = next_refresh_token(&current.token, response.refresh_token);
+        if rotated || current.unsaved {
+            if let Err(error) = inner.store.save(&next) {
+                // The old token is spent: keep the new one, and hand out no access token
+                // until the store has it.
+                inner.refresh.store(Arc::new(Refresh {
+                    token: next,
+                    unsaved: true,
+                }));
+                return Err(Error::Store(error));
+            }
+            inner.refresh.store(Arc::new(Refresh {
+                token: next,
+                unsaved: false,
+            }));
+        }
+        Ok(Arc::new(CachedToken::new(
+            response.access_token,
+            response.expires_in,
+            requested_at,
+            &inner.policy,
+        )))
+    }
+}

@@ -1,0 +1,195 @@
+//! Sending requests: the [`HttpTransport`] seam and its ureq implementation.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use obauth_core::{
+    Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,
+};
+use ureq::config::Config;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// Sends one request and reads the whole answer.
+///
+/// Implement it to bring any HTTP client. An implementation must not follow redirects,
+/// must bound the time of a call, must cap the body it reads, and must report failures as
+/// [`Error::Transport`] or [`Error::Timeout`] (never as a client-specific type).
+pub trait HttpTransport: Send + Sync {
+    /// Sends `request`; any status, including 4xx and 5xx, is an `Ok` response.
+    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error>;
+}
+
+/// Connect and total timeouts of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Resolving, connecting and the TLS handshake. Default 10 s.
+    pub connect: Duration,
+    /// The whole attempt, from sending to the last body byte. Default 30 s.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            total: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The default transport: a `ureq::Agent` that treats every status as an answer, never
+/// follows redirects, and bounds each call.
+///
+/// ureq resolves the host name on every call, and with a resolve timeout it spawns a
+/// thread to do so. This transport caches resolved addresses for
+/// [`UreqTransport::DNS_TTL`], so the thread (and the lookup) happen only on a miss, while
+/// every phase stays bounded: resolution and connection by the connect timeout, the whole
+/// call by the total timeout.
+#[derive(Debug)]
+pub struct UreqTransport {
+    agent: ureq::Agent,
+    timeouts: Timeouts,
+    max_body: usize,
+}
+
+impl UreqTransport {
+    /// How long a resolved address is reused.
+    pub const DNS_TTL: Duration = Duration::from_secs(60);
+
+    /// A transport with its own agent (connection pool) and `timeouts`.
+    pub fn new(timeouts: Timeouts) -> Self {
+        let config = Self::config(timeouts);
+        let agent =
+            ureq::Agent::with_parts(config, DefaultConnector::new(), CachingResolver::default());
+        Self::with_agent(agent, timeouts)
+    }
+
+    /// The agent settings obauth uses: statuses are answers, no redirects, bounded calls.
+    /// Use them to build your own `ureq::Agent` for [`UreqTransport::with_agent`].
+    pub fn config(timeouts: Timeouts) -> Config {
+        Config::builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .save_redirect_history(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_resolve(Some(timeouts.connect))
+            .timeout_global(Some(timeouts.total))
+            .build()
+    }
+
+    /// A transport over your own agent. Build it with [`UreqTransport::config`] (or at
+    /// least `http_status_as_error(false)` and `max_redirects(0)`).
+    pub fn with_agent(agent: ureq::Agent, timeouts: Timeouts) -> Self {
+        Self {
+            agent,
+            timeouts,
+            max_body: MAX_RESPONSE_BODY,
+        }
+    }
+
+    /// Replaces the response body cap (default [`MAX_RESPONSE_BODY`]).
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    fn error(&self, error: ureq::Error) -> Error {
+        use ureq::Error as U;
+        let (kind, message) = match error {
+            U::Timeout(timeout) => {
+                let phase = match timeout {
+                    ureq::Timeout::Resolve | ureq::Timeout::Connect => TimeoutPhase::Connect,
+                    _ => TimeoutPhase::Total,
+                };
+                let after = match phase {
+                    TimeoutPhase::Connect => self.timeouts.connect,
+                    _ => self.timeouts.total,
+                };
+                return Error::Timeout(TimeoutError { phase, after });
+            }
+            U::HostNotFound | U::ConnectionFailed => {
+                (TransportErrorKind::Connect, "could not connect")
+            }
+            U::BodyExceedsLimit(_) => {
+                return Error::Transport(TransportError::new(
+                    TransportErrorKind::BodyTooLarge,
+                    format!("the response body exceeds {} bytes", self.max_body),
+                ));
+            }
+            U::TooManyRedirects | U::RedirectFailed => (
+                TransportErrorKind::RedirectFollowed,
+                "the HTTP client tried to follow a redirect",
+            ),
+            U::Http(_) | U::BadUri(_) => {
+                (TransportErrorKind::Request, "the request could not be sent")
+            }
+            U::Tls(_) | U::TlsRequired => (TransportErrorKind::Connect, "TLS failed"),
+            U::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                (TransportErrorKind::Connect, "connection refused")
+            }
+            _ => (TransportErrorKind::Io, "the connection failed"),
+        };
+        Error::Transport(TransportError::with_source(kind, message, error))
+    }
+}
+
+impl Default for UreqTransport {
+    fn default() -> Self {
+        Self::new(Timeouts::default())
+    }
+}
+
+impl HttpTransport for UreqTransport {
+    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        let response = self.agent.run(request).map_err(|error| self.error(error))?;
+        let (parts, mut body) = response.into_parts();
+        let body = body
+            .with_config()
+            .limit(self.max_body as u64)
+            .read_to_vec()
+            .map_err(|error| self.error(error))?;
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// ureq's resolver, with answers kept for [`UreqTransport::DNS_TTL`].
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: DefaultResolver,
+    cache: Mutex<HashMap<String, (ResolvedSocketAddrs, Instant)>>,
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &http::Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
+        let now = Instant::now();
+        if let Some((addrs, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            && now.duration_since(*at) < UreqTransport::DNS_TTL
+        {
+            return Ok(addrs.clone());
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() > 256 {
+            cache.clear();
+        }
+        cache.insert(key, (addrs.clone(), now));
+        Ok(addrs)
+    }
+}
