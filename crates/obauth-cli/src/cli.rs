@@ -1,0 +1,233 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// TrueLayer and Worldline auth servers from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "obauth", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Which TrueLayer environment.
+    #[arg(long, global = true, value_enum, default_value_t = Env::Sandbox)]
+    pub(crate) env: Env,
+    /// The API's server URL; wins over --env. TrueLayer: the origin
+    /// (http://127.0.0.1:PORT for a local server). Worldline: the URL ending in /auth.
+    #[arg(long, global = true)]
+    pub(crate) base_url: Option<String>,
+    /// The client id.
+    #[arg(long, global = true, env = "OBAUTH_CLIENT_ID")]
+    pub(crate) client_id: Option<String>,
+    /// The client secret (prefer OBAUTH_CLIENT_SECRET or --client-secret-file).
+    #[arg(
+        long,
+        global = true,
+        env = "OBAUTH_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub(crate) client_secret: Option<String>,
+    /// A file holding the client secret.
+    #[arg(long, global = true, conflicts_with = "client_secret")]
+    pub(crate) client_secret_file: Option<PathBuf>,
+    /// Connect and answer timeout, in seconds.
+    #[arg(long, global = true, default_value_t = 30.0)]
+    pub(crate) timeout: f64,
+    /// `text` for people, `json` for scripts (exactly the parsed response on stdout).
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub(crate) output: Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Env {
+    Sandbox,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// A tour of every operation on the embedded mock server (no network, no credentials).
+    Demo,
+    /// Run obauth-mock in the foreground; prints its base URL and test credentials.
+    Mock {
+        /// The port (default: any free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// A fresh PKCE code_verifier / code_challenge pair.
+    Pkce,
+    /// TrueLayer's Authentication Server.
+    #[command(subcommand)]
+    Truelayer(TrueLayer),
+    /// Worldline Open Banking's token endpoint.
+    #[command(subcommand)]
+    Worldline(Worldline),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TrueLayer {
+    /// POST /connect/token.
+    #[command(subcommand)]
+    Token(Token),
+    /// POST /v1/authuri: a direct bank authentication link.
+    AuthLink(Box<AuthLinkArgs>),
+    /// POST /v1/reauthuri: a reauthentication link.
+    ReauthLink {
+        /// The refresh token of the connection.
+        #[arg(long)]
+        refresh_token: String,
+        /// The redirect URI allow-listed in TrueLayer Console.
+        #[arg(long)]
+        redirect_uri: String,
+        /// An opaque value returned on the redirect.
+        #[arg(long)]
+        state: Option<String>,
+        /// Generate a PKCE pair, send the challenge, print the verifier.
+        #[arg(long)]
+        pkce: bool,
+    },
+    /// GET /api/providers.
+    Providers {
+        /// Only providers enabled for this client id.
+        #[arg(long)]
+        filter_client_id: Option<String>,
+        /// Only providers with all these scopes (space-separated).
+        #[arg(long)]
+        scopes: Option<String>,
+        /// Only providers in these countries (space-separated, e.g. "uk fr").
+        #[arg(long)]
+        countries: Option<String>,
+    },
+    /// POST and DELETE /api/debug.
+    #[command(subcommand)]
+    DebugId(DebugId),
+    /// DELETE /api/delete: delete the connection behind an access token.
+    DeleteCredential {
+        /// The user's access token.
+        #[arg(long)]
+        access_token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Token {
+    /// An application token (Payments, Verification APIs).
+    ClientCredentials {
+        /// Space-separated scopes, e.g. "payments".
+        #[arg(long)]
+        scope: String,
+    },
+    /// Exchange the authorization code from the redirect.
+    Exchange {
+        /// The code.
+        #[arg(long)]
+        code: String,
+        /// The redirect URI the link used.
+        #[arg(long)]
+        redirect_uri: String,
+        /// The PKCE verifier, if the link carried a challenge.
+        #[arg(long)]
+        code_verifier: Option<String>,
+    },
+    /// Refresh an access token (the refresh token rotates: keep the new one).
+    Refresh {
+        /// The refresh token.
+        #[arg(long)]
+        refresh_token: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuthLinkArgs {
+    /// The provider to link to.
+    #[arg(long)]
+    pub(crate) provider_id: String,
+    /// Space-separated scopes, e.g. "info accounts offline_access".
+    #[arg(long)]
+    pub(crate) scope: String,
+    /// The redirect URI allow-listed in TrueLayer Console.
+    #[arg(long)]
+    pub(crate) redirect_uri: String,
+    /// The id of the consent you captured.
+    #[arg(long)]
+    pub(crate) consent_id: String,
+    /// An opaque value returned on the redirect.
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// The user's id.
+    #[arg(long)]
+    pub(crate) user_id: Option<String>,
+    /// The user's full name.
+    #[arg(long)]
+    pub(crate) user_name: Option<String>,
+    /// The user's email.
+    #[arg(long)]
+    pub(crate) user_email: Option<String>,
+    /// The user's phone.
+    #[arg(long)]
+    pub(crate) user_phone: Option<String>,
+    /// Generate a PKCE pair, send the challenge, print the verifier.
+    #[arg(long)]
+    pub(crate) pkce: bool,
+    /// `form_post` to receive the code as a POSTed form.
+    #[arg(long, value_parser = ["form_post"])]
+    pub(crate) response_mode: Option<String>,
+    /// An Auth Journey Analytics tracking id.
+    #[arg(long)]
+    pub(crate) tracking_id: Option<String>,
+    /// A provider input, KEY=VALUE (repeatable).
+    #[arg(long = "auth-input", value_name = "KEY=VALUE")]
+    pub(crate) auth_inputs: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DebugId {
+    /// POST /api/debug.
+    Create {
+        /// The access token of the attempt to debug.
+        #[arg(long)]
+        access_token: String,
+    },
+    /// DELETE /api/debug (sends the same body as create; see docs/spec-notes.md).
+    Delete {
+        /// The access token whose debug id to delete.
+        #[arg(long)]
+        access_token: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Worldline {
+    /// POST /auth/realms/{realm}/protocol/openid-connect/token (client_credentials).
+    Token {
+        /// The realm from onboarding.
+        #[arg(long)]
+        realm: String,
+        /// Space-separated services, e.g. "VOP WERO".
+        #[arg(long)]
+        scope: String,
+        /// A PEM private key (PKCS#1 or PKCS#8) to sign a client assertion with.
+        #[arg(long, requires = "certificate", conflicts_with_all = ["client_secret", "client_secret_file"])]
+        private_key: Option<PathBuf>,
+        /// The PEM certificate registered with Worldline (its SHA-1 fingerprint is the kid).
+        #[arg(long, requires = "private_key")]
+        certificate: Option<PathBuf>,
+        /// The assertion audience (default: {base}/realms/{realm}).
+        #[arg(long, requires = "private_key")]
+        audience: Option<String>,
+    },
+}

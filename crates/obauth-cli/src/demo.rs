@@ -1,0 +1,266 @@
+//! `obauth demo`: every operation of both APIs on the embedded mock, once through the
+//! async client and once through the blocking client.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use obauth_async::core::pkce::Pkce;
+use obauth_async::core::retry::RetryPolicy;
+use obauth_async::core::truelayer::Environment;
+use obauth_async::core::truelayer::auth_dialog::parse_callback;
+use obauth_async::core::truelayer::auth_link::{AuthLink, ReauthLink};
+use obauth_async::core::worldline::WorldlineAuth;
+use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner, SigningCertificate};
+use obauth_async::core::{BaseUrl, OsRandom, random};
+use obauth_async::types::truelayer::providers::ProvidersQuery;
+use obauth_async::types::truelayer::{Country, Scope};
+use obauth_async::types::{ClientSecret, ErrorCode, Scopes, worldline};
+use obauth_mock::{Endpoint, MockServer};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+
+use crate::run::Failure;
+
+const REALM_JWT: &str = "demo-jwt-realm";
+const JWT_CLIENT: &str = "5734699";
+
+struct Tally {
+    passed: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl Tally {
+    fn step<T, E: std::fmt::Display>(
+        &self,
+        binding: &str,
+        name: &str,
+        result: Result<T, E>,
+        describe: impl FnOnce(&T) -> String,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => {
+                self.passed.fetch_add(1, Ordering::Relaxed);
+                println!("  ok    [{binding:<8}] {name:<34} {}", describe(&value));
+                Some(value)
+            }
+            Err(error) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                println!("  FAIL  [{binding:<8}] {name:<34} {error}");
+                None
+            }
+        }
+    }
+}
+
+/// The first characters of a secret, enough to tell two apart.
+fn short(secret: &str) -> String {
+    let head: String = secret.chars().take(10).collect();
+    format!("{head}…")
+}
+
+/// The assertion signer and what the mock must know to verify it: a fresh RSA key and a
+/// self-signed certificate whose SHA-1 fingerprint is the `kid`.
+struct DemoKey {
+    private_pem: String,
+    certificate: SigningCertificate,
+}
+
+fn demo_key(mock: &MockServer) -> Result<DemoKey, String> {
+    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).map_err(|e| e.to_string())?;
+    let private_pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let public_pem = key
+        .to_public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?;
+    let pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&private_pem, &rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| e.to_string())?;
+    let certificate = rcgen::CertificateParams::new(vec!["obauth-demo".to_owned()])
+        .and_then(|params| params.self_signed(&pair))
+        .map_err(|e| e.to_string())?;
+    let certificate =
+        SigningCertificate::from_pem(&certificate.pem()).map_err(|e| e.to_string())?;
+    mock.register_worldline_assertion_client(
+        REALM_JWT,
+        JWT_CLIENT,
+        certificate.sha1_fingerprint(),
+        &public_pem,
+        &["VOP", "WERO"],
+    );
+    Ok(DemoKey {
+        private_pem,
+        certificate,
+    })
+}
+
+/// The tour, written once for both bindings: `$($await)*` is `.await` or nothing.
+macro_rules! tour {
+    ($tally:expr, $binding:expr, $mock:expr, $key:expr, $tl:ident, $wl:ident, $wl_jwt:ident, $source:ident, $($await:tt)*) => {{
+        let tally = $tally;
+        let binding = $binding;
+        let mock: &MockServer = $mock;
+        let redirect = obauth_mock::TRUELAYER_REDIRECT_URI;
+        let scopes = Scopes::from([Scope::Info, Scope::Accounts, Scope::Balance, Scope::OfflineAccess]);
+
+        let query = ProvidersQuery { countries: vec![Country::Uk], ..ProvidersQuery::default() };
+        tally.step(binding, "truelayer.providers.list", $tl.providers(query)$($await)*, |p| format!("{} UK providers", p.len()));
+        tally.step(binding, "truelayer.token.client_credentials", $tl.client_credentials(Scopes::from([Scope::Payments]))$($await)*, |t| {
+            format!("access_token {} expires_in {}", short(t.access_token.expose_secret()), t.expires_in)
+        });
+
+        let pkce = Pkce::generate(&mut OsRandom).ok();
+        let state = random::new_state(&mut OsRandom).unwrap_or_default();
+        let mut link = AuthLink::new("ob-transferwise", scopes.clone(), redirect, "demo-consent").state(&state);
+        if let Some(pkce) = &pkce {
+            link = link.pkce(pkce);
+        }
+        let url = tally.step(binding, "truelayer.auth_link.create", $tl.create_auth_link(link)$($await)*, |url| url.clone());
+        let callback = url
+            .map(|url| mock.approve(&url).and_then(|back| parse_callback(&back, &state).map_err(|e| e.to_string())))
+            .and_then(|result| tally.step(binding, "(user consents on the mock)", result, |_| "code received, state checked".to_owned()));
+        let token = match callback {
+            Some(callback) => tally.step(
+                binding,
+                "truelayer.token.exchange_code",
+                $tl.exchange_code(callback.code, redirect, pkce.as_ref().map(|p| p.verifier().clone()))$($await)*,
+                |t| format!("access_token {} refresh_token {}", short(t.access_token.expose_secret()),
+                    t.refresh_token.as_ref().map(|r| short(r.expose_secret())).unwrap_or_default()),
+            ),
+            None => None,
+        };
+        if let Some(token) = token {
+            tally.step(binding, "truelayer.debug.create", $tl.create_debug_id(token.access_token.clone())$($await)*, |d| d.debug_id.clone());
+            tally.step(binding, "truelayer.debug.delete", $tl.delete_debug_id(token.access_token.clone())$($await)*, |d| format!("{} deleted", d.debug_id));
+            if let Some(refresh) = token.refresh_token.clone() {
+                let rotated = tally.step(binding, "truelayer.token.refresh", $tl.refresh(refresh.clone())$($await)*, |t| {
+                    format!("rotated to {}", t.refresh_token.as_ref().map(|r| short(r.expose_secret())).unwrap_or_default())
+                });
+                let reused = match $tl.refresh(refresh)$($await)* {
+                    Err(error) if error.api_code() == Some(&ErrorCode::InvalidGrant) => Ok("invalid_grant, as it should".to_owned()),
+                    Err(error) => Err(error.to_string()),
+                    Ok(_) => Err("the spent refresh token was accepted".to_owned()),
+                };
+                tally.step(binding, "(a spent refresh token is refused)", reused, |s| s.clone());
+                if let Some(new_refresh) = rotated.and_then(|t| t.refresh_token) {
+                    let reauth = $tl.create_reauth_link(ReauthLink::new(new_refresh, redirect).state(&state))$($await)*;
+                    tally.step(binding, "truelayer.auth_link.create_reauth", reauth, |url| url.clone());
+                }
+            }
+            tally.step(binding, "truelayer.token.delete_credential", $tl.delete_credential(token.access_token.clone())$($await)*, |_| "connection deleted".to_owned());
+        }
+
+        tally.step(binding, "worldline.token (client secret)", $wl.token(Scopes::from([worldline::Scope::Vop, worldline::Scope::Wero]))$($await)*, |t| {
+            format!("access_token {} expires_in {}", short(t.access_token.expose_secret()), t.expires_in)
+        });
+        if let Some($wl_jwt) = &$wl_jwt {
+            for attempt in ["worldline.token (RS256 assertion)", "worldline.token (again, fresh jti)"] {
+                tally.step(binding, attempt, $wl_jwt.token(Scopes::from([worldline::Scope::Vop]))$($await)*, |t| {
+                    format!("access_token {} kid {}", short(t.access_token.expose_secret()), short($key.certificate.sha1_fingerprint()))
+                });
+            }
+        }
+        let before = mock.requests(Endpoint::WorldlineToken);
+        let first = $source.access_token()$($await)*;
+        let second = $source.access_token()$($await)*;
+        let cached = match (first, second) {
+            (Ok(a), Ok(b)) if a.expose_secret() == b.expose_secret() => Ok(mock.requests(Endpoint::WorldlineToken) - before),
+            (Err(error), _) | (_, Err(error)) => Err(error.to_string()),
+            _ => Err("two different tokens".to_owned()),
+        };
+        tally.step(binding, "token source: two reads", cached, |n| format!("{n} token request(s) for two reads"));
+    }};
+}
+
+pub(crate) fn run() -> Result<(), Failure> {
+    let mock = MockServer::start();
+    println!("obauth demo on obauth-mock at {}", mock.base_url());
+    let key =
+        demo_key(&mock).map_err(|error| Failure::Usage(format!("demo set-up failed: {error}")))?;
+    let tally = Tally {
+        passed: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+    };
+    let base = |url: String| BaseUrl::parse(&url).map_err(|e| Failure::Usage(e.to_string()));
+    let tl_base = base(mock.base_url())?;
+    let wl_base = base(mock.worldline_base_url())?;
+    let secret = |s: &str| ClientSecret::new(s);
+    let signer = || -> Option<WorldlineAuth> {
+        let signer = RsaKeySigner::from_pem(&key.private_pem, &key.certificate).ok()?;
+        Some(WorldlineAuth::Assertion(AssertionConfig::new(signer).ok()?))
+    };
+
+    println!("\nasync (obauth-async, tokio + reqwest)");
+    {
+        use obauth_async::{TokenSource, TrueLayerClient, WorldlineClient};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::Usage(format!("no tokio runtime: {e}")))?;
+        let tl = TrueLayerClient::builder(
+            Environment::Custom(tl_base.clone()),
+            obauth_mock::TRUELAYER_CLIENT_ID,
+        )
+        .client_secret(secret(obauth_mock::TRUELAYER_CLIENT_SECRET))
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+        let wl = WorldlineClient::builder(
+            wl_base.clone(),
+            obauth_mock::WORLDLINE_REALM,
+            obauth_mock::WORLDLINE_CLIENT_ID,
+            WorldlineAuth::ClientSecret(secret(obauth_mock::WORLDLINE_CLIENT_SECRET)),
+        )
+        .build()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+        let wl_jwt = signer().and_then(|auth| {
+            WorldlineClient::builder(wl_base.clone(), REALM_JWT, JWT_CLIENT, auth)
+                .build()
+                .ok()
+        });
+        let source = TokenSource::worldline(wl.clone(), Scopes::from([worldline::Scope::Vop]));
+        runtime.block_on(async {
+            tour!(&tally, "async", &mock, &key, tl, wl, wl_jwt, source, .await)
+        });
+    }
+
+    println!("\nblocking (obauth-blocking, ureq)");
+    {
+        use obauth_blocking::{TokenSource, TrueLayerClient, WorldlineClient};
+        let tl = TrueLayerClient::builder(
+            Environment::Custom(tl_base),
+            obauth_mock::TRUELAYER_CLIENT_ID,
+        )
+        .client_secret(secret(obauth_mock::TRUELAYER_CLIENT_SECRET))
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+        let wl = WorldlineClient::builder(
+            wl_base.clone(),
+            obauth_mock::WORLDLINE_REALM,
+            obauth_mock::WORLDLINE_CLIENT_ID,
+            WorldlineAuth::ClientSecret(secret(obauth_mock::WORLDLINE_CLIENT_SECRET)),
+        )
+        .build()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+        let wl_jwt = signer().and_then(|auth| {
+            WorldlineClient::builder(wl_base, REALM_JWT, JWT_CLIENT, auth)
+                .build()
+                .ok()
+        });
+        let source = TokenSource::worldline(wl.clone(), Scopes::from([worldline::Scope::Vop]));
+        tour!(&tally, "blocking", &mock, &key, tl, wl, wl_jwt, source,);
+    }
+
+    let (passed, failed) = (
+        tally.passed.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+    );
+    println!("\ndemo: {passed} steps passed, {failed} failed");
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Other(obauth_async::Error::InvalidInput(
+            obauth_async::core::InvalidInput::new("demo", format!("{failed} step(s) failed")),
+        )))
+    }
+}

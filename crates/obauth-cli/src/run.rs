@@ -1,0 +1,473 @@
+//! Runs one command with obauth-blocking and prints its result.
+
+use std::time::Duration;
+
+use obauth_blocking::core::pkce::Pkce;
+use obauth_blocking::core::retry::RetryPolicy;
+use obauth_blocking::core::truelayer::Environment;
+use obauth_blocking::core::truelayer::auth_link::{AuthLink, ReauthLink};
+use obauth_blocking::core::worldline::WorldlineAuth;
+use obauth_blocking::core::worldline::assertion::{
+    AssertionConfig, RsaKeySigner, SigningCertificate,
+};
+use obauth_blocking::core::{BaseUrl, OsRandom};
+use obauth_blocking::types::truelayer::auth_link::AuthLinkUser;
+use obauth_blocking::types::truelayer::providers::ProvidersQuery;
+use obauth_blocking::types::truelayer::{Country, Scope};
+use obauth_blocking::types::{
+    AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, Scopes, worldline,
+};
+use obauth_blocking::{Error, Timeouts, TrueLayerClient, WorldlineClient};
+use serde_json::json;
+
+use crate::cli::{Cli, Command, DebugId, Env, Global, Output, Token, TrueLayer, Worldline};
+
+/// Why a command failed, and so its exit code.
+pub(crate) enum Failure {
+    /// Bad usage or local input: exit 2.
+    Usage(String),
+    /// The server said no: exit 1.
+    Api { error: Error, json: bool },
+    /// Transport, timeout or an unexpected answer: exit 3.
+    Other(Error),
+}
+
+impl Failure {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Api { .. } => 1,
+            Failure::Usage(_) => 2,
+            Failure::Other(_) => 3,
+        }
+    }
+
+    pub(crate) fn report(&self) {
+        match self {
+            Failure::Usage(message) => eprintln!("obauth: {message}"),
+            Failure::Api { error, json } => {
+                eprintln!("obauth: {error}");
+                if *json {
+                    println!("{}", error_json(error));
+                }
+            }
+            Failure::Other(error) => eprintln!("obauth: {error}"),
+        }
+    }
+
+    fn from_error(error: Error, output: Output) -> Self {
+        match error {
+            Error::Api(_) | Error::ReauthenticationRequired(_) => Failure::Api {
+                error,
+                json: output == Output::Json,
+            },
+            Error::InvalidInput(invalid) => Failure::Usage(invalid.to_string()),
+            Error::Callback(callback) => Failure::Usage(callback.to_string()),
+            other => Failure::Other(other),
+        }
+    }
+}
+
+/// The error object `--output json` prints for an API error.
+fn error_json(error: &Error) -> serde_json::Value {
+    let api = match error {
+        Error::Api(api) => api,
+        Error::ReauthenticationRequired(reauth) => reauth.cause(),
+        _ => return json!({ "error": "unknown", "error_description": error.to_string() }),
+    };
+    let mut value = json!({ "error": api.code.as_str(), "status": api.status.as_u16() });
+    if let Some(description) = &api.description {
+        value["error_description"] = description.as_str().into();
+    }
+    if let Some(details) = &api.details {
+        value["error_details"] = serde_json::to_value(details).unwrap_or_default();
+    }
+    value
+}
+
+pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
+    let global = cli.global;
+    let output = global.output;
+    match cli.command {
+        Command::Demo => crate::demo::run(),
+        Command::Mock { port } => mock(port),
+        Command::Pkce => {
+            let pkce = Pkce::generate(&mut OsRandom).map_err(|e| Failure::from_error(e, output))?;
+            print(
+                output,
+                &json!({
+                    "code_verifier": pkce.verifier().expose_secret(),
+                    "code_challenge": pkce.challenge(),
+                    "code_challenge_method": "S256",
+                }),
+            );
+            Ok(())
+        }
+        Command::Truelayer(command) => {
+            truelayer(&global, command).map_err(|e| e.into_failure(output))
+        }
+        Command::Worldline(command) => {
+            worldline(&global, command).map_err(|e| e.into_failure(output))
+        }
+    }
+}
+
+/// A failure before it knows the output mode.
+enum Problem {
+    Usage(String),
+    Call(Error),
+}
+
+impl Problem {
+    fn into_failure(self, output: Output) -> Failure {
+        match self {
+            Problem::Usage(message) => Failure::Usage(message),
+            Problem::Call(error) => Failure::from_error(error, output),
+        }
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(error: Error) -> Self {
+        Problem::Call(error)
+    }
+}
+
+impl From<obauth_blocking::core::InvalidInput> for Problem {
+    fn from(invalid: obauth_blocking::core::InvalidInput) -> Self {
+        Problem::Usage(invalid.to_string())
+    }
+}
+
+fn timeouts(global: &Global) -> Result<Timeouts, Problem> {
+    if !(global.timeout.is_finite() && global.timeout > 0.0 && global.timeout <= 3600.0) {
+        return Err(Problem::Usage(
+            "--timeout must be a number of seconds between 0 and 3600".into(),
+        ));
+    }
+    let limit = Duration::from_secs_f64(global.timeout);
+    Ok(Timeouts {
+        connect: limit,
+        total: limit,
+    })
+}
+
+fn client_secret(global: &Global) -> Result<Option<ClientSecret>, Problem> {
+    if let Some(path) = &global.client_secret_file {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            Problem::Usage(format!(
+                "cannot read --client-secret-file {}: {error}",
+                path.display()
+            ))
+        })?;
+        let secret = text.trim_end_matches(['\r', '\n']);
+        if secret.is_empty() {
+            return Err(Problem::Usage(format!("{} is empty", path.display())));
+        }
+        return Ok(Some(ClientSecret::new(secret)));
+    }
+    Ok(global.client_secret.as_deref().map(ClientSecret::new))
+}
+
+fn require_client_id(global: &Global) -> Result<String, Problem> {
+    global
+        .client_id
+        .clone()
+        .ok_or_else(|| Problem::Usage("--client-id (or OBAUTH_CLIENT_ID) is required".into()))
+}
+
+fn truelayer_client(global: &Global, client_id: String) -> Result<TrueLayerClient, Problem> {
+    let environment = match (&global.base_url, global.env) {
+        (Some(url), _) => Environment::Custom(BaseUrl::parse(url)?),
+        (None, Env::Sandbox) => Environment::Sandbox,
+        (None, Env::Production) => Environment::Production,
+    };
+    let mut builder = TrueLayerClient::builder(environment, client_id)
+        .timeouts(timeouts(global)?)
+        .retry_policy(RetryPolicy::default());
+    if let Some(secret) = client_secret(global)? {
+        builder = builder.client_secret(secret);
+    }
+    Ok(builder.build()?)
+}
+
+fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
+    let output = global.output;
+    match command {
+        TrueLayer::Token(token) => {
+            let client = truelayer_client(global, require_client_id(global)?)?;
+            if !client.config().has_client_secret() {
+                return Err(Problem::Usage(
+                    "a client secret is required: --client-secret, OBAUTH_CLIENT_SECRET or --client-secret-file".into(),
+                ));
+            }
+            let response = match token {
+                Token::ClientCredentials { scope } => {
+                    client.client_credentials(Scopes::parse(&scope))?
+                }
+                Token::Exchange {
+                    code,
+                    redirect_uri,
+                    code_verifier,
+                } => client.exchange_code(
+                    AuthorizationCode::new(code),
+                    redirect_uri,
+                    code_verifier.map(CodeVerifier::new),
+                )?,
+                Token::Refresh { refresh_token } => {
+                    client.refresh(RefreshToken::new(refresh_token))?
+                }
+            };
+            print(output, &to_json(&response));
+        }
+        TrueLayer::AuthLink(args) => {
+            let client = truelayer_client(global, require_client_id(global)?)?;
+            let mut link = AuthLink::new(
+                &args.provider_id,
+                Scopes::parse(&args.scope),
+                &args.redirect_uri,
+                &args.consent_id,
+            );
+            if let Some(state) = &args.state {
+                link = link.state(state);
+            }
+            if args.user_id.is_some()
+                || args.user_name.is_some()
+                || args.user_email.is_some()
+                || args.user_phone.is_some()
+            {
+                link = link.user(AuthLinkUser {
+                    id: args.user_id,
+                    name: args.user_name,
+                    email: args.user_email,
+                    phone: args.user_phone,
+                });
+            }
+            if args.response_mode.is_some() {
+                link = link.form_post();
+            }
+            if let Some(tracking_id) = &args.tracking_id {
+                link = link.tracking_id(tracking_id);
+            }
+            for input in &args.auth_inputs {
+                let (key, value) = input
+                    .split_once('=')
+                    .filter(|(key, _)| !key.is_empty())
+                    .ok_or_else(|| {
+                        Problem::Usage(format!("--auth-input must be KEY=VALUE, not {input:?}"))
+                    })?;
+                link = link.auth_input(key, value);
+            }
+            let pkce = args
+                .pkce
+                .then(|| Pkce::generate(&mut OsRandom))
+                .transpose()?;
+            if let Some(pkce) = &pkce {
+                link = link.pkce(pkce);
+            }
+            let url = client.create_auth_link(link)?;
+            print_link(output, &url, pkce.as_ref());
+        }
+        TrueLayer::ReauthLink {
+            refresh_token,
+            redirect_uri,
+            state,
+            pkce,
+        } => {
+            let client = truelayer_client(global, require_client_id(global)?)?;
+            let mut link = ReauthLink::new(RefreshToken::new(refresh_token), redirect_uri);
+            if let Some(state) = &state {
+                link = link.state(state);
+            }
+            let pkce = pkce.then(|| Pkce::generate(&mut OsRandom)).transpose()?;
+            if let Some(pkce) = &pkce {
+                link = link.pkce(pkce);
+            }
+            let url = client.create_reauth_link(link)?;
+            print_link(output, &url, pkce.as_ref());
+        }
+        TrueLayer::Providers {
+            filter_client_id,
+            scopes,
+            countries,
+        } => {
+            // The providers list needs no credentials; the client id only names the caller.
+            let client_id = global
+                .client_id
+                .clone()
+                .unwrap_or_else(|| "obauth-cli".into());
+            let client = truelayer_client(global, client_id)?;
+            let query = ProvidersQuery {
+                client_id: filter_client_id,
+                scopes: scopes
+                    .as_deref()
+                    .map(Scopes::<Scope>::parse)
+                    .unwrap_or_default(),
+                countries: countries
+                    .as_deref()
+                    .map(|c| c.split_whitespace().map(Country::parse).collect())
+                    .unwrap_or_default(),
+            };
+            let providers = client.providers(query)?;
+            match output {
+                Output::Json => print(output, &to_json(&providers)),
+                Output::Text => {
+                    for provider in &providers {
+                        println!(
+                            "{:<28} {:<3} {:<28} {}",
+                            provider.provider_id,
+                            provider.country,
+                            provider.display_name,
+                            provider.scopes
+                        );
+                    }
+                }
+            }
+        }
+        TrueLayer::DebugId(command) => {
+            let client = truelayer_client(
+                global,
+                global
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| "obauth-cli".into()),
+            )?;
+            let response = match command {
+                DebugId::Create { access_token } => {
+                    client.create_debug_id(AccessToken::new(access_token))?
+                }
+                DebugId::Delete { access_token } => {
+                    client.delete_debug_id(AccessToken::new(access_token))?
+                }
+            };
+            print(output, &to_json(&response));
+        }
+        TrueLayer::DeleteCredential { access_token } => {
+            let client = truelayer_client(
+                global,
+                global
+                    .client_id
+                    .clone()
+                    .unwrap_or_else(|| "obauth-cli".into()),
+            )?;
+            client.delete_credential(AccessToken::new(access_token))?;
+            print(output, &json!({ "deleted": true }));
+        }
+    }
+    Ok(())
+}
+
+fn worldline(global: &Global, command: Worldline) -> Result<(), Problem> {
+    let Worldline::Token {
+        realm,
+        scope,
+        private_key,
+        certificate,
+        audience,
+    } = command;
+    let base = global.base_url.as_deref().ok_or_else(|| {
+        Problem::Usage(
+            "Worldline commands need --base-url https://HOST/auth (the spec names no public host)"
+                .into(),
+        )
+    })?;
+    let auth = match (private_key, certificate) {
+        (Some(key_path), Some(cert_path)) => {
+            let read = |path: &std::path::Path, what: &str| {
+                std::fs::read_to_string(path)
+                    .map_err(|error| Problem::Usage(format!("cannot read {what} {}: {error}", path.display())))
+            };
+            let certificate = SigningCertificate::from_pem(&read(&cert_path, "certificate")?)?;
+            let signer = RsaKeySigner::from_pem(&read(&key_path, "private key")?, &certificate)?;
+            let mut assertion = AssertionConfig::new(signer)?;
+            if let Some(audience) = audience {
+                assertion = assertion.with_audience(audience);
+            }
+            WorldlineAuth::Assertion(assertion)
+        }
+        _ => WorldlineAuth::ClientSecret(client_secret(global)?.ok_or_else(|| {
+            Problem::Usage(
+                "authenticate with --client-secret (or OBAUTH_CLIENT_SECRET, --client-secret-file) or --private-key with --certificate".into(),
+            )
+        })?),
+    };
+    let client = WorldlineClient::builder(
+        BaseUrl::parse(base)?,
+        realm,
+        require_client_id(global)?,
+        auth,
+    )
+    .timeouts(timeouts(global)?)
+    .build()?;
+    let token = client.token(Scopes::<worldline::Scope>::parse(&scope))?;
+    print(global.output, &to_json(&token));
+    Ok(())
+}
+
+fn print_link(output: Output, url: &str, pkce: Option<&Pkce>) {
+    let mut value = json!({ "link": url });
+    if let Some(pkce) = pkce {
+        value["code_verifier"] = pkce.verifier().expose_secret().into();
+    }
+    match output {
+        Output::Json => print(output, &value),
+        Output::Text => {
+            println!("link: {url}");
+            if let Some(pkce) = pkce {
+                println!(
+                    "code_verifier: {} (keep it: the token exchange needs it)",
+                    pkce.verifier().expose_secret()
+                );
+            }
+        }
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+/// Text: one `key: value` line per field; JSON: the document on one line.
+fn print(output: Output, value: &serde_json::Value) {
+    match output {
+        Output::Json => println!("{value}"),
+        Output::Text => match value.as_object() {
+            Some(map) => {
+                for (key, item) in map {
+                    match item {
+                        serde_json::Value::String(text) => println!("{key}: {text}"),
+                        other => println!("{key}: {other}"),
+                    }
+                }
+            }
+            None => println!("{value}"),
+        },
+    }
+}
+
+fn mock(port: u16) -> Result<(), Failure> {
+    let mock = obauth_mock::MockServer::start_on(port).map_err(|error| {
+        Failure::Usage(format!("cannot start the mock on port {port}: {error}"))
+    })?;
+    println!("obauth-mock listening");
+    println!("truelayer base URL:  {}", mock.base_url());
+    println!("  client id:         {}", obauth_mock::TRUELAYER_CLIENT_ID);
+    println!(
+        "  client secret:     {}",
+        obauth_mock::TRUELAYER_CLIENT_SECRET
+    );
+    println!(
+        "  redirect URI:      {}",
+        obauth_mock::TRUELAYER_REDIRECT_URI
+    );
+    println!("worldline base URL:  {}", mock.worldline_base_url());
+    println!("  realm:             {}", obauth_mock::WORLDLINE_REALM);
+    println!("  client id:         {}", obauth_mock::WORLDLINE_CLIENT_ID);
+    println!(
+        "  client secret:     {}",
+        obauth_mock::WORLDLINE_CLIENT_SECRET
+    );
+    println!("consent: open a link the mock returns; it redirects with a code");
+    loop {
+        std::thread::park();
+    }
+}
