@@ -33,6 +33,19 @@ enum Join {
     Wait(Arc<Flight>),
 }
 
+/// Ends a flight however its fetch ends: with a result, or abandoned (a dropped future, a
+/// panic), so that an abandoned fetch never leaves a stale flight behind.
+struct EndFlight<'a> {
+    flights: &'a SingleFlight,
+    flight: &'a Arc<Flight>,
+}
+
+impl Drop for EndFlight<'_> {
+    fn drop(&mut self) {
+        self.flights.end(self.flight);
+    }
+}
+
 /// One fetch at a time, and a cache read without locks.
 struct SingleFlight {
     cached: ArcSwapOption<CachedToken>,
@@ -49,11 +62,12 @@ impl SingleFlight {
 
     /// The cached token if it is fresh; `Err(due)` otherwise, with the still-valid token
     /// when one is due for refresh.
-    fn fresh(&self, now: Instant) -> Result<AccessToken, Option<AccessToken>> {
-        match self.cached.load().as_deref() {
+    fn fresh(&self, now: Instant) -> Result<AccessToken, Option<Arc<CachedToken>>> {
+        let cached = self.cached.load();
+        match cached.as_deref() {
             Some(token) => match token.freshness(now) {
                 Freshness::Fresh => Ok(token.access_token().clone()),
-                Freshness::RefreshSoon => Err(Some(token.access_token().clone())),
+                Freshness::RefreshSoon => Err(cached.clone()),
                 Freshness::Expired => Err(None),
             },
             None => Err(None),
@@ -62,7 +76,7 @@ impl SingleFlight {
 
     /// Joins the fetch under way or starts one. With `serve_valid`, a still-valid token is
     /// served instead of waiting for somebody else's fetch.
-    fn join(&self, serve_valid: Option<&AccessToken>) -> Join {
+    fn join(&self, serve_valid: Option<&Arc<CachedToken>>) -> Join {
         let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
         // A fetch may have finished between the caller's look and this lock.
         if let Ok(token) = self.fresh(Instant::now()) {
@@ -70,7 +84,7 @@ impl SingleFlight {
         }
         if let Some(flight) = slot.as_ref() {
             return match serve_valid {
-                Some(valid) => Join::Serve(valid.clone()),
+                Some(valid) => Join::Serve(valid.access_token().clone()),
                 None => Join::Wait(Arc::clone(flight)),
             };
         }
@@ -79,11 +93,15 @@ impl SingleFlight {
         Join::Wait(flight)
     }
 
-    /// Publishes a fetch's result and ends the flight, so the next miss starts a new one.
-    fn finish(&self, flight: &Arc<Flight>, result: &Result<Arc<CachedToken>, Error>) {
+    /// Publishes a fetch's token.
+    fn publish(&self, result: &Result<Arc<CachedToken>, Error>) {
         if let Ok(token) = result {
             self.cached.store(Some(Arc::clone(token)));
         }
+    }
+
+    /// Ends `flight`, so that the next miss starts a new one.
+    fn end(&self, flight: &Arc<Flight>) {
         let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
         if slot
             .as_ref()
@@ -114,16 +132,24 @@ where
     };
     let result = flight
         .get_or_init(|| async {
+            let _end = EndFlight {
+                flights,
+                flight: &flight,
+            };
             let result = fetch().await;
-            flights.finish(&flight, &result);
+            flights.publish(&result);
             result
         })
         .await
         .clone();
     match (result, valid) {
         (Ok(token), _) => Ok(token.access_token().clone()),
-        // An early refresh failed; the token it was to replace is still valid.
-        (Err(_), Some(valid)) => Ok(valid),
+        // An early refresh failed; serve the token it was to replace if it is still valid
+        // now (the fetch may have taken longer than the token had left).
+        (Err(error), Some(valid)) => match valid.freshness(Instant::now()) {
+            Freshness::Expired => Err(error),
+            _ => Ok(valid.access_token().clone()),
+        },
         (Err(error), None) => Err(error),
     }
 }
@@ -255,7 +281,9 @@ impl TokenSource {
 ///
 /// Save it durably (database, vault): the previous refresh token is spent once the server
 /// answers. If `save` fails, the call fails with [`Error::Store`]; obauth keeps the new
-/// refresh token in memory and tries again on the next call.
+/// refresh token in memory and saves it again first thing on the next call, without
+/// another refresh. `save` must not call back into the same [`UserTokens`]: that call
+/// would wait for the refresh that is waiting for `save`.
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
     /// Persists `refresh_token`, replacing the previous one.
@@ -356,6 +384,12 @@ impl UserTokens {
         serve(&self.inner.flights, || self.refresh()).await
     }
 
+    /// Drops the cached access token (e.g. after the API refused it); the next call
+    /// refreshes.
+    pub fn invalidate(&self) {
+        self.inner.flights.clear();
+    }
+
     /// The current refresh token.
     pub fn refresh_token(&self) -> RefreshToken {
         self.inner.refresh.load().token.clone()
@@ -363,7 +397,21 @@ impl UserTokens {
 
     async fn refresh(&self) -> Result<Arc<CachedToken>, Error> {
         let inner = &self.inner;
-        let current = inner.refresh.load_full();
+        let mut current = inner.refresh.load_full();
+        if current.unsaved {
+            // A rotated token the store refused earlier: save it before anything else,
+            // without spending it on a new refresh.
+            inner
+                .store
+                .save(&current.token)
+                .await
+                .map_err(Error::Store)?;
+            current = Arc::new(Refresh {
+                token: current.token.clone(),
+                unsaved: false,
+            });
+            inner.refresh.store(Arc::clone(&current));
+        }
         let requested_at = Instant::now();
         let response = inner
             .client
@@ -371,16 +419,15 @@ impl UserTokens {
             .await
             .map_err(|error| refresh_error(error, &current.token))?;
         let (next, rotated) = next_refresh_token(&current.token, response.refresh_token);
-        if rotated || current.unsaved {
-            if let Err(error) = inner.store.save(&next).await {
-                // The old token is spent: keep the new one, and hand out no access token
-                // until the store has it.
-                inner.refresh.store(Arc::new(Refresh {
-                    token: next,
-                    unsaved: true,
-                }));
-                return Err(Error::Store(error));
-            }
+        if rotated {
+            // The old token is spent from here on: keep the new one in memory first, so
+            // that a failed (or, async, cancelled) save cannot lose it, then hand it to the
+            // store, and only then hand out the access token.
+            inner.refresh.store(Arc::new(Refresh {
+                token: next.clone(),
+                unsaved: true,
+            }));
+            inner.store.save(&next).await.map_err(Error::Store)?;
             inner.refresh.store(Arc::new(Refresh {
                 token: next,
                 unsaved: false,

@@ -66,8 +66,9 @@ impl ReqwestTransport {
     /// A transport over your own `reqwest::Client` (its pool, proxy and TLS settings).
     ///
     /// The total timeout is set on every request. Build the client with
-    /// `redirect(Policy::none())`: if it follows a redirect anyway, the call fails with
-    /// [`TransportErrorKind::RedirectFollowed`].
+    /// `redirect(Policy::none())`: a client that follows a redirect has re-sent the request
+    /// (and its body, which may hold a secret) before obauth can notice; obauth then fails
+    /// the call with [`TransportErrorKind::RedirectFollowed`].
     pub fn with_client(client: reqwest::Client, timeouts: Timeouts) -> Self {
         Self {
             client,
@@ -103,11 +104,29 @@ impl ReqwestTransport {
     }
 }
 
+/// Whether reqwest answered for the URL obauth asked for (no redirect was followed).
+fn same_target(answered: &reqwest::Url, sent: &http::Uri) -> bool {
+    let default_port = |scheme: Option<&str>| match scheme {
+        Some("https") => Some(443),
+        Some("http") => Some(80),
+        _ => None,
+    };
+    answered.scheme() == sent.scheme_str().unwrap_or_default()
+        && answered
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            == sent
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        && answered.port_or_known_default()
+            == sent.port_u16().or_else(|| default_port(sent.scheme_str()))
+        && answered.path() == sent.path()
+}
+
 #[async_trait]
 impl HttpTransport for ReqwestTransport {
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let sent_path = request.uri().path().to_owned();
-        let sent_host = request.uri().host().map(str::to_owned);
+        let sent = request.uri().clone();
         let mut request = reqwest::Request::try_from(request).map_err(|error| self.error(error))?;
         *request.timeout_mut() = Some(self.timeouts.total);
         let mut response = self
@@ -115,7 +134,7 @@ impl HttpTransport for ReqwestTransport {
             .execute(request)
             .await
             .map_err(|error| self.error(error))?;
-        if response.url().path() != sent_path || response.url().host_str() != sent_host.as_deref() {
+        if !same_target(response.url(), &sent) {
             return Err(Error::Transport(TransportError::new(
                 TransportErrorKind::RedirectFollowed,
                 "the HTTP client followed a redirect; build it with redirect(Policy::none())",

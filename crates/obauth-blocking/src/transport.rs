@@ -80,8 +80,10 @@ impl UreqTransport {
             .build()
     }
 
-    /// A transport over your own agent. Build it with [`UreqTransport::config`] (or at
-    /// least `http_status_as_error(false)` and `max_redirects(0)`).
+    /// A transport over your own agent (its pool, proxy, TLS and resolver). obauth sets
+    /// `http_status_as_error(false)`, `max_redirects(0)` and its timeouts on each of its
+    /// requests, whatever the agent's defaults; [`UreqTransport::config`] gives an agent the
+    /// same settings.
     pub fn with_agent(agent: ureq::Agent, timeouts: Timeouts) -> Self {
         Self {
             agent,
@@ -127,9 +129,18 @@ impl UreqTransport {
                 (TransportErrorKind::Request, "the request could not be sent")
             }
             U::Tls(_) | U::TlsRequired => (TransportErrorKind::Connect, "TLS failed"),
-            U::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                (TransportErrorKind::Connect, "connection refused")
+            U::Io(ref io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
+                        | std::io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                (TransportErrorKind::Connect, "could not connect")
             }
+            U::StatusCode(_) => (TransportErrorKind::Request, "the agent refused a status"),
             _ => (TransportErrorKind::Io, "the connection failed"),
         };
         Error::Transport(TransportError::with_source(kind, message, error))
@@ -144,6 +155,15 @@ impl Default for UreqTransport {
 
 impl HttpTransport for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        // Whatever agent we were given, these settings hold for obauth's requests.
+        let request = self
+            .agent
+            .configure_request(request)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(self.timeouts.connect))
+            .timeout_global(Some(self.timeouts.total))
+            .build();
         let response = self.agent.run(request).map_err(|error| self.error(error))?;
         let (parts, mut body) = response.into_parts();
         let body = body
