@@ -13,7 +13,7 @@ use obauth_async::core::truelayer::Environment;
 use obauth_async::core::truelayer::auth_dialog::{AuthDialog, parse_callback};
 use obauth_async::core::truelayer::auth_link::{AuthLink, ReauthLink};
 use obauth_async::core::worldline::WorldlineAuth;
-use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner};
+use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner, SigningCertificate};
 use obauth_async::core::{BaseUrl, OsRandom, StoreError, TimeoutPhase, TransportErrorKind, random};
 use obauth_async::types::truelayer::providers::ProvidersQuery;
 use obauth_async::types::truelayer::{Country, Scope};
@@ -21,7 +21,7 @@ use obauth_async::types::{AccessToken, ClientSecret, ErrorCode, RefreshToken, Sc
 use obauth_async::{
     Error, RefreshTokenStore, Timeouts, TokenSource, TrueLayerClient, UserTokens, WorldlineClient,
 };
-use obauth_mock::{Endpoint, Fault, MockServer};
+use obauth_mock::{Endpoint, Fault, MockServer, SigningIdentity};
 
 fn fast_retries() -> RetryPolicy {
     RetryPolicy {
@@ -205,7 +205,6 @@ async fn code_exchange_errors() {
         .await
         .unwrap_err();
     assert_eq!(error.api_code(), Some(&ErrorCode::UnauthorizedClient));
-    assert!(!error.to_string().contains("wrong\""));
 }
 
 #[tokio::test]
@@ -276,18 +275,24 @@ async fn worldline_secret_and_errors() {
 
 #[tokio::test]
 async fn worldline_client_assertion() {
-    use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     let mock = MockServer::start();
-    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap();
-    let private_pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
-    let public_pem = key
-        .to_public_key()
-        .to_public_key_pem(LineEnding::LF)
+    let identity = SigningIdentity::generate().unwrap();
+    let kid = mock
+        .register_worldline_assertion_client(
+            "jwt-realm",
+            "5734699",
+            &identity.certificate_pem,
+            &["VOP"],
+        )
         .unwrap();
-    let kid = "B4E11A49EE0D1239E7F784919B91DF577E839385";
-    mock.register_worldline_assertion_client("jwt-realm", "5734699", kid, &public_pem, &["VOP"]);
-    let client = |audience: Option<&str>| {
-        let signer = RsaKeySigner::from_pem_with_key_id(&private_pem, kid).unwrap();
+    let certificate = SigningCertificate::from_pem(&identity.certificate_pem).unwrap();
+    assert_eq!(
+        certificate.sha1_fingerprint(),
+        kid,
+        "obauth and the mock agree on the kid"
+    );
+    let client = |private_pem: &str, audience: Option<&str>| {
+        let signer = RsaKeySigner::from_pem(private_pem, &certificate).unwrap();
         let mut assertion = AssertionConfig::new(signer).unwrap();
         if let Some(audience) = audience {
             assertion = assertion.with_audience(audience);
@@ -302,7 +307,7 @@ async fn worldline_client_assertion() {
         .build()
         .unwrap()
     };
-    let good = client(None);
+    let good = client(&identity.private_key_pem, None);
     // Two in a row: each carries a fresh jti.
     good.token(Scopes::from([worldline::Scope::Vop]))
         .await
@@ -310,31 +315,25 @@ async fn worldline_client_assertion() {
     good.token(Scopes::from([worldline::Scope::Vop]))
         .await
         .unwrap();
-    let error = client(Some("https://elsewhere.example"))
+    let error = client(&identity.private_key_pem, Some("https://elsewhere.example"))
         .token(Scopes::from([worldline::Scope::Vop]))
         .await
         .unwrap_err();
     assert_eq!(error.api_code(), Some(&ErrorCode::InvalidClient));
-
-    let other_key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap();
-    let other_pem = other_key.to_pkcs8_pem(LineEnding::LF).unwrap();
-    let impostor = WorldlineClient::builder(
-        BaseUrl::parse(&mock.worldline_base_url()).unwrap(),
-        "jwt-realm",
-        "5734699",
-        WorldlineAuth::Assertion(
-            AssertionConfig::new(RsaKeySigner::from_pem_with_key_id(&other_pem, kid).unwrap())
-                .unwrap(),
-        ),
-    )
-    .build()
-    .unwrap();
-    let error = impostor
+    // The right kid but another key: the signature does not verify.
+    let impostor = SigningIdentity::generate().unwrap();
+    let error = client(&impostor.private_key_pem, None)
         .token(Scopes::from([worldline::Scope::Vop]))
         .await
         .unwrap_err();
     assert_eq!(error.api_code(), Some(&ErrorCode::InvalidClient));
-    assert_eq!(mock.requests(Endpoint::WorldlineToken), 4);
+    // A scope the client may not use.
+    let error = good
+        .token(Scopes::from([worldline::Scope::Wero]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.api_code(), Some(&ErrorCode::InvalidScope));
+    assert_eq!(mock.requests(Endpoint::WorldlineToken), 5);
 }
 
 #[tokio::test]
@@ -418,10 +417,80 @@ async fn single_use_codes_are_never_retried() {
     assert_eq!(error.status().map(|s| s.as_u16()), Some(503));
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
     // The code was not consumed by the refused attempt.
-    client
+    let token = client
         .exchange_code(callback.code, REDIRECT, None)
         .await
         .unwrap();
+
+    // A lost answer (timeout, truncated body) is not retried for a refresh either: the
+    // server may have rotated the token already.
+    let refresh = token.refresh_token.unwrap();
+    mock.reset_counts();
+    mock.inject(Some(Endpoint::TrueLayerToken), 1, Fault::TruncatedBody);
+    let error = client.refresh(refresh.clone()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Transport(t) if t.kind() == TransportErrorKind::Io),
+        "{error:?}"
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        1,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+    let error = client.refresh(refresh).await.unwrap_err();
+    assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+}
+
+#[tokio::test]
+async fn a_token_due_for_refresh_is_refreshed_once_and_kept_if_that_fails() {
+    use obauth_async::core::expiry::ExpiryPolicy;
+    let mock = MockServer::start();
+    mock.set_access_token_lifetime(Duration::from_secs(3), Duration::from_secs(3));
+    let client = truelayer(&mock);
+    // Fresh for 10 % of the lifetime (0.3 s), then due for refresh until it expires.
+    let policy = ExpiryPolicy {
+        max_skew: Duration::ZERO,
+        skew_fraction: 0.0,
+        max_refresh_window: Duration::from_secs(3600),
+        refresh_fraction: 0.9,
+    };
+    let source =
+        TokenSource::truelayer(client, Scopes::from([Scope::Payments])).with_expiry_policy(policy);
+    let first = source.access_token().await.unwrap();
+    assert_eq!(
+        source.access_token().await.unwrap().expose_secret(),
+        first.expose_secret()
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = source.access_token().await.unwrap();
+    assert_ne!(
+        second.expose_secret(),
+        first.expose_secret(),
+        "refreshed while still valid"
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+
+    // Due again, and the refresh fails: the still-valid token is served.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        3,
+        Fault::Status {
+            status: 500,
+            retry_after: None,
+        },
+    );
+    let third = source.access_token().await.unwrap();
+    assert_eq!(third.expose_secret(), second.expose_secret());
+    assert_eq!(
+        mock.requests(Endpoint::TrueLayerToken),
+        5,
+        "one refresh, retried to its budget"
+    );
 }
 
 #[tokio::test]
@@ -593,7 +662,7 @@ impl RefreshTokenStore for Recorder {
 }
 
 #[tokio::test]
-async fn rotated_refresh_tokens_reach_the_store_before_the_access_token() {
+async fn a_refused_save_keeps_the_rotated_token_and_hands_out_nothing() {
     let mock = MockServer::start();
     let client = truelayer(&mock);
     let token = connect(&client, &mock).await;
@@ -614,14 +683,83 @@ async fn rotated_refresh_tokens_reach_the_store_before_the_access_token() {
     let kept = tokens.refresh_token();
     assert_ne!(kept.expose_secret(), original.expose_secret());
 
-    // Next call: refreshes with the kept token, saves the new one, then returns.
+    // Next call: saves the kept token first, then refreshes with it and saves the new one.
     let access = tokens.access_token().await.unwrap();
-    events.lock().unwrap().push("returned".into());
     let saved = store.saved.lock().unwrap().clone();
-    assert_eq!(saved, [tokens.refresh_token().expose_secret().to_owned()]);
-    assert_eq!(*events.lock().unwrap(), ["saved", "returned"]);
+    assert_eq!(
+        saved,
+        [
+            kept.expose_secret().to_owned(),
+            tokens.refresh_token().expose_secret().to_owned()
+        ]
+    );
+    assert_eq!(events.lock().unwrap().len(), 2);
     // The access token works.
     client.create_debug_id(access).await.unwrap();
+}
+
+/// A store whose `save` waits until the test opens the gate.
+struct GatedStore {
+    gate: tokio::sync::Semaphore,
+    saved: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl RefreshTokenStore for GatedStore {
+    async fn save(&self, refresh_token: &RefreshToken) -> Result<(), StoreError> {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| StoreError::new("closed"))?;
+        self.saved
+            .lock()
+            .unwrap()
+            .push(refresh_token.expose_secret().to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_caller_sees_the_new_access_token_until_the_store_has_the_refresh_token() {
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let token = connect(&client, &mock).await;
+    let store = Arc::new(GatedStore {
+        gate: tokio::sync::Semaphore::new(0),
+        saved: Mutex::new(Vec::new()),
+    });
+    let tokens = UserTokens::new(client, token.refresh_token.unwrap(), store.clone());
+    let first = tokio::spawn({
+        let tokens = tokens.clone();
+        async move { tokens.access_token().await }
+    });
+    let second = tokio::spawn({
+        let tokens = tokens.clone();
+        async move { tokens.access_token().await }
+    });
+    // The refresh has happened on the server; the store holds the gate shut.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        mock.requests(Endpoint::TrueLayerToken),
+        2,
+        "exchange + one refresh"
+    );
+    assert!(
+        !first.is_finished() && !second.is_finished(),
+        "nobody has the access token yet"
+    );
+    assert!(store.saved.lock().unwrap().is_empty());
+    store.gate.add_permits(1);
+    let (first, second) = (
+        first.await.unwrap().unwrap(),
+        second.await.unwrap().unwrap(),
+    );
+    assert_eq!(first.expose_secret(), second.expose_secret());
+    assert_eq!(
+        *store.saved.lock().unwrap(),
+        [tokens.refresh_token().expose_secret().to_owned()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,7 @@ use obauth_async::core::{BaseUrl, OsRandom, random};
 use obauth_async::types::truelayer::providers::ProvidersQuery;
 use obauth_async::types::truelayer::{Country, Scope};
 use obauth_async::types::{ClientSecret, ErrorCode, Scopes, worldline};
-use obauth_mock::{Endpoint, MockServer};
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+use obauth_mock::{Endpoint, MockServer, SigningIdentity};
 
 use crate::run::Failure;
 
@@ -56,39 +55,28 @@ fn short(secret: &str) -> String {
     format!("{head}…")
 }
 
-/// The assertion signer and what the mock must know to verify it: a fresh RSA key and a
-/// self-signed certificate whose SHA-1 fingerprint is the `kid`.
+/// The assertion signer: a fresh key and a self-signed certificate, registered with the
+/// mock as Worldline registers a client's certificate at onboarding.
 struct DemoKey {
     private_pem: String,
     certificate: SigningCertificate,
 }
 
 fn demo_key(mock: &MockServer) -> Result<DemoKey, String> {
-    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).map_err(|e| e.to_string())?;
-    let private_pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let public_pem = key
-        .to_public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| e.to_string())?;
-    let pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&private_pem, &rcgen::PKCS_RSA_SHA256)
-        .map_err(|e| e.to_string())?;
-    let certificate = rcgen::CertificateParams::new(vec!["obauth-demo".to_owned()])
-        .and_then(|params| params.self_signed(&pair))
-        .map_err(|e| e.to_string())?;
-    let certificate =
-        SigningCertificate::from_pem(&certificate.pem()).map_err(|e| e.to_string())?;
-    mock.register_worldline_assertion_client(
+    let identity = SigningIdentity::generate()?;
+    let kid = mock.register_worldline_assertion_client(
         REALM_JWT,
         JWT_CLIENT,
-        certificate.sha1_fingerprint(),
-        &public_pem,
+        &identity.certificate_pem,
         &["VOP", "WERO"],
-    );
+    )?;
+    let certificate =
+        SigningCertificate::from_pem(&identity.certificate_pem).map_err(|e| e.to_string())?;
+    if certificate.sha1_fingerprint() != kid {
+        return Err("obauth and the mock disagree on the certificate fingerprint".to_owned());
+    }
     Ok(DemoKey {
-        private_pem,
+        private_pem: identity.private_key_pem,
         certificate,
     })
 }

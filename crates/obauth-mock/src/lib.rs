@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use state::State;
 pub use state::{Endpoint, Fault};
+pub use worldline::SigningIdentity;
 
 /// The TrueLayer client registered at start.
 pub const TRUELAYER_CLIENT_ID: &str = "mock-client";
@@ -164,30 +165,28 @@ impl MockServer {
         );
     }
 
-    /// Registers a Worldline client that authenticates with RS256 assertions whose header
-    /// carries `kid` (the certificate's SHA-1 fingerprint) and that verify with
-    /// `public_key_pem` (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`).
-    ///
-    /// # Panics
-    /// If the PEM is not an RSA public key: a test set-up mistake.
+    /// Registers a Worldline client that authenticates with RS256 assertions, as Worldline
+    /// registers one at onboarding: by its certificate. The assertion's `kid` must be the
+    /// certificate's SHA-1 fingerprint (upper-case hex), which this returns, and its
+    /// signature must verify with the certificate's RSA public key.
     pub fn register_worldline_assertion_client(
         &self,
         realm: &str,
         client_id: &str,
-        kid: &str,
-        public_key_pem: &str,
+        certificate_pem: &str,
         scopes: &[&str],
-    ) {
-        let key = worldline::public_key(public_key_pem).expect("an RSA public key in PEM");
+    ) -> Result<String, String> {
+        let (kid, key) = worldline::certificate_identity(certificate_pem)?;
         self.state().worldline.register(
             realm,
             client_id,
             worldline::ClientAuth::Assertion {
-                kid: kid.to_owned(),
+                kid: kid.clone(),
                 key,
             },
             scopes,
         );
+        Ok(kid)
     }
 
     /// Plays the user's consent on a link the mock issued (auth link, reauth link or

@@ -64,8 +64,9 @@ impl Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
-    /// Answer with this status and an OAuth error body (`server_error` for 5xx,
-    /// `rate_limited` for 429), with `Retry-After: seconds` if given.
+    /// Answer with this status and an OAuth error body (`rate_limited` for 429,
+    /// `temporarily_unavailable` for 503, `server_error` otherwise), with
+    /// `Retry-After: seconds` if given.
     Status {
         /// The HTTP status.
         status: u16,
@@ -82,7 +83,8 @@ pub enum Fault {
     HtmlPage(u16),
     /// Close the connection without answering.
     CloseConnection,
-    /// A `200` JSON answer of this many bytes (to exercise body caps).
+    /// A `200` JSON answer of exactly this many bytes (at least 14), sent with a
+    /// `Content-Length` (to exercise body caps).
     OversizedBody(usize),
 }
 
@@ -249,7 +251,8 @@ pub(crate) fn deliver(fault: Fault, real: impl FnOnce() -> Answer) -> Delivery {
         )),
         Fault::CloseConnection => Delivery::Close,
         Fault::OversizedBody(bytes) => {
-            let padding = "x".repeat(bytes.saturating_sub(32));
+            // `{"padding":""}` is 14 bytes.
+            let padding = "x".repeat(bytes.saturating_sub(14));
             Delivery::Whole(Answer::json(StatusCode::OK, &serde_json::json!({ "padding": padding })))
         }
     }

@@ -306,6 +306,9 @@ impl TrueLayerState {
         {
             return invalid_request("unknown provider_id");
         }
+        if request.code_challenge.is_some() != request.code_challenge_method.is_some() {
+            return invalid_request("code_challenge and code_challenge_method (S256) go together");
+        }
         let session = Session {
             client_id: request.client_id,
             redirect_uri: request.redirect_uri,
@@ -324,7 +327,8 @@ impl TrueLayerState {
             Ok(request) => request,
             Err(error) => return invalid_request(&format!("malformed reauth request: {error}")),
         };
-        // The latest refresh token of a live connection, spent or not.
+        // Any refresh token of a live connection, spent or not: reauthentication is for
+        // connections whose tokens no longer refresh.
         let found = self
             .refresh
             .get(request.refresh_token.expose_secret())

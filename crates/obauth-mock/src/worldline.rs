@@ -8,7 +8,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::StatusCode;
 use obauth_types::worldline::token::{ClientAuthentication, FormError, TokenRequest};
 use rsa::PublicKey;
-use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
@@ -40,10 +39,67 @@ pub(crate) struct WorldlineState {
     pub(crate) token_lifetime: Duration,
 }
 
-pub(crate) fn public_key(pem: &str) -> Option<PublicKey> {
-    PublicKey::from_public_key_pem(pem.trim())
-        .ok()
-        .or_else(|| PublicKey::from_pkcs1_pem(pem.trim()).ok())
+/// A key pair and a self-signed certificate for it, as an initiating party would register
+/// with Worldline: for tests of the client-assertion flow.
+#[derive(Clone)]
+pub struct SigningIdentity {
+    /// The RSA-2048 private key, PKCS#8 PEM.
+    pub private_key_pem: String,
+    /// The self-signed X.509 certificate of its public key, PEM.
+    pub certificate_pem: String,
+}
+
+impl std::fmt::Debug for SigningIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningIdentity").finish_non_exhaustive()
+    }
+}
+
+impl SigningIdentity {
+    /// A fresh RSA-2048 key and a self-signed certificate (CN `obauth-mock test client`).
+    pub fn generate() -> Result<Self, String> {
+        use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+        let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).map_err(|e| e.to_string())?;
+        let private_key_pem = key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| e.to_string())?
+            .to_string();
+        let pair =
+            rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&private_key_pem, &rcgen::PKCS_RSA_SHA256)
+                .map_err(|e| e.to_string())?;
+        let certificate = rcgen::CertificateParams::new(vec!["obauth-mock test client".to_owned()])
+            .and_then(|params| params.self_signed(&pair))
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            private_key_pem,
+            certificate_pem: certificate.pem(),
+        })
+    }
+}
+
+/// The `kid` (SHA-1 fingerprint of the DER, upper-case hex) and RSA public key of a PEM
+/// certificate.
+pub(crate) fn certificate_identity(pem: &str) -> Result<(String, PublicKey), String> {
+    use rsa::pkcs8::der::{Decode, Encode};
+    use sha1::Digest;
+    let (label, der) =
+        pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|e| format!("not PEM: {e}"))?;
+    if label != "CERTIFICATE" {
+        return Err(format!("expected a CERTIFICATE, found {label}"));
+    }
+    let kid: String = sha1::Sha1::digest(&der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let certificate =
+        x509_cert::Certificate::from_der(&der).map_err(|e| format!("not X.509: {e}"))?;
+    let spki = certificate
+        .tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|e| e.to_string())?;
+    let key = PublicKey::from_public_key_der(&spki).map_err(|e| format!("not an RSA key: {e}"))?;
+    Ok((kid, key))
 }
 
 impl WorldlineState {
