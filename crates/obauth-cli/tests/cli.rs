@@ -1,0 +1,554 @@
+//! Drives the built `obauth` binary against obauth-mock: every command, the exit codes
+//! 1, 2 and 3, and the JSON output.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use obauth_mock::{MockServer, SigningIdentity};
+use serde_json::Value;
+
+const REDIRECT: &str = obauth_mock::TRUELAYER_REDIRECT_URI;
+
+fn obauth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_obauth"))
+        .args(args)
+        .env_remove("OBAUTH_CLIENT_ID")
+        .env_remove("OBAUTH_CLIENT_SECRET")
+        .output()
+        .unwrap()
+}
+
+/// `obauth --base-url MOCK --client-id … --client-secret … ARGS`.
+fn tl(mock: &MockServer, args: &[&str]) -> Output {
+    let base = mock.base_url();
+    let mut all = vec![
+        "--base-url",
+        base.as_str(),
+        "--client-id",
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "--client-secret",
+        obauth_mock::TRUELAYER_CLIENT_SECRET,
+        "truelayer",
+    ];
+    all.extend_from_slice(args);
+    obauth(&all)
+}
+
+fn json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("obauth-cli-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn demo_runs_every_step_and_exits_zero() {
+    let output = obauth(&["demo"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", stderr(&output));
+    assert!(stdout.contains("steps passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("[async   ] truelayer.token.exchange_code"));
+    assert!(stdout.contains("[blocking] worldline.token (RS256 assertion)"));
+    assert!(!stdout.contains(obauth_mock::TRUELAYER_CLIENT_SECRET));
+}
+
+#[test]
+fn pkce_prints_a_valid_pair() {
+    let value = json(&obauth(&["--output", "json", "pkce"]));
+    let verifier = value["code_verifier"].as_str().unwrap();
+    assert_eq!(verifier.len(), 43);
+    assert_eq!(value["code_challenge_method"], "S256");
+    assert_eq!(value["code_challenge"].as_str().unwrap().len(), 43);
+    let text = String::from_utf8(obauth(&["pkce"]).stdout).unwrap();
+    assert!(
+        text.lines().any(|line| line.starts_with("code_verifier: ")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_whole_truelayer_connection_from_the_command_line() {
+    let mock = MockServer::start();
+    let link = json(&tl(
+        &mock,
+        &[
+            "auth-link",
+            "--provider-id",
+            "stet-credit-agricole",
+            "--scope",
+            "info accounts offline_access",
+            "--redirect-uri",
+            REDIRECT,
+            "--consent-id",
+            "c-1",
+            "--state",
+            "st",
+            "--pkce",
+            "--user-name",
+            "Alan Turing",
+            "--user-email",
+            "alan@example.com",
+            "--auth-input",
+            "branch-name=stet-banque-chalus",
+            "--tracking-id",
+            "t-1",
+            "--output",
+            "json",
+        ],
+    ));
+    let verifier = link["code_verifier"].as_str().unwrap().to_owned();
+    let back = mock.approve(link["link"].as_str().unwrap()).unwrap();
+    let code = obauth_mock_code(&back);
+
+    let token = json(&tl(
+        &mock,
+        &[
+            "token",
+            "exchange",
+            "--code",
+            &code,
+            "--redirect-uri",
+            REDIRECT,
+            "--code-verifier",
+            &verifier,
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(token["token_type"], "Bearer");
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    let refresh = token["refresh_token"].as_str().unwrap().to_owned();
+
+    let debug = json(&tl(
+        &mock,
+        &[
+            "debug-id",
+            "create",
+            "--access-token",
+            &access,
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(debug["provider_id"], "stet-credit-agricole");
+    let deleted = json(&tl(
+        &mock,
+        &[
+            "debug-id",
+            "delete",
+            "--access-token",
+            &access,
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(deleted["debug_id"], debug["debug_id"]);
+
+    let refreshed = json(&tl(
+        &mock,
+        &[
+            "token",
+            "refresh",
+            "--refresh-token",
+            &refresh,
+            "--output",
+            "json",
+        ],
+    ));
+    let rotated = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rotated, refresh);
+    let reauth = tl(
+        &mock,
+        &[
+            "reauth-link",
+            "--refresh-token",
+            &rotated,
+            "--redirect-uri",
+            REDIRECT,
+            "--pkce",
+        ],
+    );
+    let text = String::from_utf8(reauth.stdout).unwrap();
+    assert!(text.starts_with("link: http://127.0.0.1:"), "{text}");
+    assert!(text.contains("code_verifier: "));
+
+    let deleted = tl(
+        &mock,
+        &[
+            "delete-credential",
+            "--access-token",
+            refreshed["access_token"].as_str().unwrap(),
+        ],
+    );
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+}
+
+/// The code from a redirect URL.
+fn obauth_mock_code(redirect: &str) -> String {
+    let query = redirect.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("code="))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn client_credentials_and_providers() {
+    let mock = MockServer::start();
+    let token = json(&tl(
+        &mock,
+        &[
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(token["scope"], "payments");
+    assert!(token.get("refresh_token").is_none());
+
+    let base = mock.base_url();
+    let providers = obauth(&[
+        "--base-url",
+        &base,
+        "--output",
+        "json",
+        "truelayer",
+        "providers",
+        "--scopes",
+        "info cards",
+        "--countries",
+        "uk",
+    ]);
+    let ids: Vec<String> = json(&providers)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["provider_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["mock", "ob-lloyds-business"]);
+    let text = String::from_utf8(
+        obauth(&[
+            "--base-url",
+            &base,
+            "truelayer",
+            "providers",
+            "--countries",
+            "fr",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(text.starts_with("stet-credit-agricole"), "{text}");
+}
+
+#[test]
+fn worldline_with_a_secret_and_with_an_assertion() {
+    let mock = MockServer::start();
+    let base = mock.worldline_base_url();
+    let token = json(&obauth(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        obauth_mock::WORLDLINE_CLIENT_ID,
+        "--client-secret",
+        obauth_mock::WORLDLINE_CLIENT_SECRET,
+        "--output",
+        "json",
+        "worldline",
+        "token",
+        "--realm",
+        obauth_mock::WORLDLINE_REALM,
+        "--scope",
+        "VOP WERO",
+    ]));
+    assert_eq!(token["expires_in"], 300);
+    assert_eq!(token["scope"], "VOP WERO");
+
+    let identity = SigningIdentity::generate().unwrap();
+    mock.register_worldline_assertion_client("jwt", "5734699", &identity.certificate_pem, &["VOP"])
+        .unwrap();
+    let key = temp_file("key.pem", &identity.private_key_pem);
+    let cert = temp_file("cert.pem", &identity.certificate_pem);
+    let output = obauth(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        "5734699",
+        "--output",
+        "json",
+        "worldline",
+        "token",
+        "--realm",
+        "jwt",
+        "--scope",
+        "VOP",
+        "--private-key",
+        key.to_str().unwrap(),
+        "--certificate",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(
+        json(&output)["access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("wl-at-")
+    );
+    // The secret can come from a file too.
+    let secret = temp_file(
+        "secret",
+        &format!("{}\n", obauth_mock::WORLDLINE_CLIENT_SECRET),
+    );
+    let output = obauth(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        obauth_mock::WORLDLINE_CLIENT_ID,
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+        "worldline",
+        "token",
+        "--realm",
+        obauth_mock::WORLDLINE_REALM,
+        "--scope",
+        "VOP",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for path in [key, cert, secret] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[test]
+fn exit_1_for_api_errors_with_the_error_object_in_json() {
+    let mock = MockServer::start();
+    let base = mock.base_url();
+    let output = obauth(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "--client-secret",
+        "sup3r-s3cret-wrong",
+        "--output",
+        "json",
+        "truelayer",
+        "token",
+        "client-credentials",
+        "--scope",
+        "payments",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(error["error"], "unauthorized_client");
+    assert_eq!(error["status"], 401);
+    let message = stderr(&output);
+    assert!(
+        message.contains("unauthorized_client") && message.contains("401"),
+        "{message}"
+    );
+    assert!(!message.contains("sup3r-s3cret-wrong"));
+
+    let spent = tl(
+        &mock,
+        &["token", "refresh", "--refresh-token", "not-a-token"],
+    );
+    assert_eq!(spent.status.code(), Some(1));
+    assert!(stderr(&spent).contains("invalid_grant"));
+    assert!(
+        spent.stdout.is_empty(),
+        "text mode prints errors on stderr only"
+    );
+}
+
+#[test]
+fn exit_2_for_bad_usage_and_bad_local_input() {
+    let mock = MockServer::start();
+    let wl = mock.worldline_base_url();
+    let missing_key = std::env::temp_dir().join("obauth-no-such-key.pem");
+    let bad_cert = temp_file(
+        "bad-cert.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    let key = temp_file(
+        "key-for-bad-cert.pem",
+        &SigningIdentity::generate().unwrap().private_key_pem,
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "truelayer",
+                "token",
+                "client-credentials",
+                "--scope",
+                "payments",
+            ],
+            "--client-id",
+        ),
+        (
+            vec![
+                "--client-id",
+                "x",
+                "truelayer",
+                "token",
+                "client-credentials",
+                "--scope",
+                "payments",
+            ],
+            "client secret",
+        ),
+        (
+            vec![
+                "--base-url",
+                "http://example.com",
+                "--client-id",
+                "x",
+                "--client-secret",
+                "y",
+                "truelayer",
+                "token",
+                "refresh",
+                "--refresh-token",
+                "r",
+            ],
+            "loopback",
+        ),
+        (
+            vec![
+                "--client-id",
+                "x",
+                "worldline",
+                "token",
+                "--realm",
+                "r",
+                "--scope",
+                "VOP",
+                "--client-secret",
+                "s",
+            ],
+            "--base-url",
+        ),
+        (
+            vec![
+                "--base-url",
+                &wl,
+                "--client-id",
+                "x",
+                "worldline",
+                "token",
+                "--realm",
+                "r",
+                "--scope",
+                "VOP",
+                "--private-key",
+                missing_key.to_str().unwrap(),
+                "--certificate",
+                bad_cert.to_str().unwrap(),
+            ],
+            "certificate",
+        ),
+        (
+            vec![
+                "--base-url",
+                &wl,
+                "--client-id",
+                "x",
+                "worldline",
+                "token",
+                "--realm",
+                "r",
+                "--scope",
+                "VOP",
+                "--private-key",
+                key.to_str().unwrap(),
+                "--certificate",
+                bad_cert.to_str().unwrap(),
+            ],
+            "certificate",
+        ),
+        (
+            vec![
+                "--client-id",
+                "x",
+                "truelayer",
+                "auth-link",
+                "--provider-id",
+                "p",
+                "--scope",
+                "info",
+                "--redirect-uri",
+                REDIRECT,
+                "--consent-id",
+                "c",
+                "--auth-input",
+                "novalue",
+            ],
+            "KEY=VALUE",
+        ),
+        (
+            vec![
+                "--client-id",
+                "x",
+                "--timeout",
+                "0",
+                "truelayer",
+                "providers",
+            ],
+            "--timeout",
+        ),
+        (vec!["truelayer", "no-such-command"], "unrecognized"),
+    ];
+    for (args, hint) in cases {
+        let output = obauth(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(hint),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let _ = std::fs::remove_file(bad_cert);
+    let _ = std::fs::remove_file(key);
+}
+
+#[test]
+fn exit_3_for_transport_failures_and_unexpected_answers() {
+    let output = obauth(&[
+        "--base-url",
+        "http://127.0.0.1:1",
+        "--timeout",
+        "2",
+        "truelayer",
+        "providers",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("connect"), "{}", stderr(&output));
+
+    let mock = MockServer::start();
+    mock.inject(None, 5, obauth_mock::Fault::HtmlPage(502));
+    let output = tl(&mock, &["providers"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("502"), "{}", stderr(&output));
+}
