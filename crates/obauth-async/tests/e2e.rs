@@ -810,3 +810,72 @@ async fn a_refused_refresh_token_asks_for_reauthentication() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_mock_refuses_replayed_expired_and_long_lived_assertions() {
+    use obauth_async::core::{Operation, RequestContext};
+    use obauth_async::{HttpTransport, ReqwestTransport};
+    use std::time::SystemTime;
+
+    let mock = MockServer::start();
+    let identity = SigningIdentity::generate().unwrap();
+    mock.register_worldline_assertion_client(
+        "jwt-realm",
+        "5734699",
+        &identity.certificate_pem,
+        &["VOP"],
+    )
+    .unwrap();
+    let certificate = SigningCertificate::from_pem(&identity.certificate_pem).unwrap();
+    let config = |lifetime: Duration| {
+        let signer = RsaKeySigner::from_pem(&identity.private_key_pem, &certificate).unwrap();
+        obauth_async::core::worldline::WorldlineConfig::new(
+            BaseUrl::parse(&mock.worldline_base_url()).unwrap(),
+            "jwt-realm",
+            "5734699",
+            WorldlineAuth::Assertion(
+                AssertionConfig::new(signer)
+                    .unwrap()
+                    .with_lifetime(lifetime)
+                    .unwrap(),
+            ),
+        )
+        .unwrap()
+    };
+    let transport = ReqwestTransport::new(Timeouts::default()).unwrap();
+    let scopes = || Scopes::from([worldline::Scope::Vop]);
+    let signed = |config: &obauth_async::core::worldline::WorldlineConfig, at: SystemTime| {
+        config
+            .token(scopes())
+            .build_request(&mut RequestContext::new(at, &mut OsRandom))
+            .unwrap()
+    };
+    let default = config(Duration::from_secs(60));
+    let op = default.token(scopes());
+
+    // The same signed request twice: the second is a jti replay.
+    let request = signed(&default, SystemTime::now());
+    let replay = request.clone();
+    op.parse_response(&transport.send(request).await.unwrap())
+        .unwrap();
+    let error = op
+        .parse_response(&transport.send(replay).await.unwrap())
+        .unwrap_err();
+    assert_eq!(error.api_code(), Some(&ErrorCode::InvalidClient));
+    assert!(error.to_string().contains("reuse"), "{error}");
+
+    // Signed two minutes ago: expired.
+    let old = signed(&default, SystemTime::now() - Duration::from_secs(120));
+    let error = op
+        .parse_response(&transport.send(old).await.unwrap())
+        .unwrap_err();
+    assert!(error.to_string().contains("expired"), "{error}");
+
+    // Valid for two minutes: over Keycloak's default maximum.
+    let long = config(Duration::from_secs(120));
+    let request = signed(&long, SystemTime::now());
+    let error = op
+        .parse_response(&transport.send(request).await.unwrap())
+        .unwrap_err();
+    assert!(error.to_string().contains("lifetime"), "{error}");
+}
