@@ -552,3 +552,73 @@ fn exit_3_for_transport_failures_and_unexpected_answers() {
     assert_eq!(output.status.code(), Some(3));
     assert!(stderr(&output).contains("502"), "{}", stderr(&output));
 }
+
+#[test]
+fn worldline_token_against_the_real_oidc_provider_peer() {
+    use obauth_test_peers::{JWT_CLIENT, OidcProvider, REALM, SECRET, SECRET_CLIENT};
+    let peer = OidcProvider::start().unwrap();
+    let token = json(&obauth(&[
+        "--base-url",
+        &peer.base_url,
+        "--client-id",
+        SECRET_CLIENT,
+        "--client-secret",
+        SECRET,
+        "--output",
+        "json",
+        "worldline",
+        "token",
+        "--realm",
+        REALM,
+        "--scope",
+        "VOP WERO",
+    ]));
+    assert_eq!(token["scope"], "VOP WERO");
+    assert_eq!(token["token_type"], "Bearer");
+
+    let key = temp_file("peer-key.pem", &peer.identity.private_key_pem);
+    let cert = temp_file("peer-cert.pem", &peer.identity.certificate_pem);
+    let output = obauth(&[
+        "--base-url",
+        &peer.base_url,
+        "--client-id",
+        JWT_CLIENT,
+        "--output",
+        "json",
+        "worldline",
+        "token",
+        "--realm",
+        REALM,
+        "--scope",
+        "VOP",
+        "--private-key",
+        key.to_str().unwrap(),
+        "--certificate",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(json(&output)["access_token"].is_string());
+
+    let refused = obauth(&[
+        "--base-url",
+        &peer.base_url,
+        "--client-id",
+        SECRET_CLIENT,
+        "--client-secret",
+        "not-it",
+        "worldline",
+        "token",
+        "--realm",
+        REALM,
+        "--scope",
+        "VOP",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("invalid_client"),
+        "{}",
+        stderr(&refused)
+    );
+    for path in [key, cert] {
+        let _ = std::fs::remove_file(path);
+    }
+}

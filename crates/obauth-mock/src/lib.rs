@@ -45,6 +45,12 @@ use state::State;
 pub use state::{Endpoint, Fault};
 pub use worldline::SigningIdentity;
 
+/// The SHA-1 fingerprint of a PEM certificate's DER, upper-case hex: the `kid` Worldline
+/// expects. Computed by the mock on its own, independently of obauth-core.
+pub fn certificate_fingerprint(certificate_pem: &str) -> Result<String, String> {
+    worldline::certificate_identity(certificate_pem).map(|(kid, _)| kid)
+}
+
 /// The TrueLayer client registered at start.
 pub const TRUELAYER_CLIENT_ID: &str = "mock-client";
 /// Its secret.
