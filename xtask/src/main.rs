@@ -12,9 +12,10 @@ fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("ci") => ci(),
         Some("test") => test(),
+        Some("bench") => bench(env::args().any(|arg| arg == "--smoke")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci     fmt check, clippy -D warnings, tests, docs\n  test   the test suite only"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci              fmt check, clippy -D warnings, tests, docs, bench smoke run\n  test            the test suite only\n  bench           run the benchmarks and write docs/benchmarks.md\n  bench --smoke   compile the benchmarks and run each once"
             );
             return ExitCode::from(2);
         }
@@ -44,6 +45,7 @@ fn ci() -> Result<(), String> {
         &[],
     )?;
     test()?;
+    bench(true)?;
     run(
         "docs",
         &["doc", "--workspace", "--no-deps", "--locked"],
@@ -107,3 +109,66 @@ fn run(step: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
 fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
+
+/// Runs the benchmarks; unless `smoke`, writes docs/benchmarks.md from this one run.
+fn bench(smoke: bool) -> Result<(), String> {
+    if smoke {
+        run(
+            "bench smoke",
+            &["bench", "--locked", "-p", "obauth-bench", "--", "--test"],
+            &[],
+        )?;
+        return run(
+            "bench smoke (memory)",
+            &[
+                "bench",
+                "--locked",
+                "-p",
+                "obauth-bench",
+                "--bench",
+                "memory",
+            ],
+            &[],
+        );
+    }
+    let root = workspace_root();
+    let criterion = root.join("target/criterion");
+    let _ = std::fs::remove_dir_all(&criterion);
+    run(
+        "bench",
+        &[
+            "bench",
+            "--locked",
+            "-p",
+            "obauth-bench",
+            "--bench",
+            "obauth",
+        ],
+        &[],
+    )?;
+    run(
+        "bench (memory)",
+        &[
+            "bench",
+            "--locked",
+            "-p",
+            "obauth-bench",
+            "--bench",
+            "memory",
+        ],
+        &[],
+    )?;
+    let table = bench_report::render(&root)?;
+    std::fs::write(root.join("docs/benchmarks.md"), table).map_err(|e| e.to_string())?;
+    println!("==> wrote docs/benchmarks.md");
+    Ok(())
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+mod bench_report;

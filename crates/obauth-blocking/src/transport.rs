@@ -61,10 +61,17 @@ impl UreqTransport {
 
     /// A transport with its own agent (connection pool) and `timeouts`.
     pub fn new(timeouts: Timeouts) -> Self {
-        let config = Self::config(timeouts);
-        let agent =
-            ureq::Agent::with_parts(config, DefaultConnector::new(), CachingResolver::default());
-        Self::with_agent(agent, timeouts)
+        Self::with_agent(Self::agent(timeouts), timeouts)
+    }
+
+    /// The agent obauth builds: [`UreqTransport::config`] and a resolver that caches
+    /// answers for [`UreqTransport::DNS_TTL`]. Share it with your own ureq calls.
+    pub fn agent(timeouts: Timeouts) -> ureq::Agent {
+        ureq::Agent::with_parts(
+            Self::config(timeouts),
+            DefaultConnector::new(),
+            CachingResolver::default(),
+        )
     }
 
     /// The agent settings obauth uses: statuses are answers, no redirects, bounded calls.

@@ -1,0 +1,399 @@
+//! obauth against the best a user could write instead, as ratios from one run.
+//! `cargo xtask bench` runs this and writes docs/benchmarks.md; `-- --test` is a smoke run.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
+
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::Criterion;
+use obauth_async::core::retry::RetryPolicy;
+use obauth_async::core::truelayer::{Environment, TrueLayerConfig};
+use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner, SigningCertificate};
+use obauth_async::core::{BaseUrl, Operation, OsRandom, RequestContext};
+use obauth_async::types::truelayer::Scope;
+use obauth_async::types::{AuthorizationCode, ClientSecret, CodeVerifier, Scopes};
+use obauth_bench::{TOKEN_JSON, requests, start_token_server};
+use rsa::signature::Signer;
+
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+fn token_response() -> http::Response<Vec<u8>> {
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(TOKEN_JSON.as_bytes().to_vec())
+        .unwrap()
+}
+
+/// Row 1: build a code exchange and parse a fixed answer.
+fn build_parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("build_parse");
+    let config = TrueLayerConfig::new(
+        Environment::Custom(BaseUrl::parse("http://127.0.0.1:1").unwrap()),
+        "client-id",
+    )
+    .unwrap()
+    .with_client_secret(ClientSecret::new("client-secret"));
+    group.bench_function("obauth", |b| {
+        b.iter(|| {
+            let op = config.exchange_code(
+                AuthorizationCode::new("the-code"),
+                "https://app.example/cb",
+                Some(CodeVerifier::new(VERIFIER)),
+            );
+            let request = op
+                .build_request(&mut RequestContext::new(
+                    SystemTime::UNIX_EPOCH,
+                    &mut OsRandom,
+                ))
+                .unwrap();
+            black_box(&request);
+            op.parse_response(&token_response()).unwrap()
+        })
+    });
+
+    use oauth2::basic::BasicClient;
+    use oauth2::{AuthUrl, ClientId, PkceCodeVerifier, RedirectUrl, TokenUrl};
+    let client = BasicClient::new(ClientId::new("client-id".into()))
+        .set_client_secret(oauth2::ClientSecret::new("client-secret".into()))
+        .set_auth_uri(AuthUrl::new("http://127.0.0.1:1/".into()).unwrap())
+        .set_token_uri(TokenUrl::new("http://127.0.0.1:1/connect/token".into()).unwrap())
+        .set_redirect_uri(RedirectUrl::new("https://app.example/cb".into()).unwrap());
+    let http = |request: oauth2::HttpRequest| -> Result<oauth2::HttpResponse, std::io::Error> {
+        black_box(&request);
+        Ok(token_response())
+    };
+    group.bench_function("oauth2", |b| {
+        b.iter(|| {
+            client
+                .exchange_code(oauth2::AuthorizationCode::new("the-code".into()))
+                .set_pkce_verifier(PkceCodeVerifier::new(VERIFIER.into()))
+                .request(&http)
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct HandToken {
+    access_token: String,
+    expires_in: u64,
+    token_type: String,
+    scope: Option<String>,
+}
+
+fn hand_body() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "grant_type": "client_credentials",
+        "client_id": "client-id",
+        "client_secret": "client-secret",
+        "scope": "payments",
+    }))
+    .unwrap()
+}
+
+const USER_AGENT: &str = obauth_async::core::USER_AGENT;
+
+/// Rows 2 and 3: client credentials on loopback.
+fn end_to_end(c: &mut Criterion, base: &str) {
+    let mut group = c.benchmark_group("e2e");
+    let url = format!("{base}/connect/token");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reqwest_client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let obauth = obauth_async::TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(base).unwrap()),
+        "client-id",
+    )
+    .client_secret(ClientSecret::new("client-secret"))
+    .retry_policy(RetryPolicy::never())
+    .reqwest_client(reqwest_client.clone())
+    .build()
+    .unwrap();
+    let scopes = Scopes::from([Scope::Payments]);
+    group.bench_function("async_obauth", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(obauth.client_credentials(scopes.clone()))
+                .unwrap()
+        })
+    });
+    group.bench_function("async_reqwest", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let response = reqwest_client
+                    .post(&url)
+                    .header("accept", "application/json")
+                    .header("content-type", "application/json")
+                    .header("user-agent", USER_AGENT)
+                    .body(hand_body())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success());
+                let bytes = response.bytes().await.unwrap();
+                serde_json::from_slice::<HandToken>(&bytes).unwrap()
+            })
+        })
+    });
+
+    let timeouts = obauth_blocking::Timeouts {
+        connect: Duration::from_secs(10),
+        total: Duration::from_secs(30),
+    };
+    let agent = obauth_blocking::UreqTransport::agent(timeouts);
+    let blocking = obauth_blocking::TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(base).unwrap()),
+        "client-id",
+    )
+    .client_secret(ClientSecret::new("client-secret"))
+    .retry_policy(RetryPolicy::never())
+    .timeouts(timeouts)
+    .agent(agent.clone())
+    .build()
+    .unwrap();
+    group.bench_function("blocking_obauth", |b| {
+        b.iter(|| blocking.client_credentials(scopes.clone()).unwrap())
+    });
+    group.bench_function("blocking_ureq", |b| {
+        b.iter(|| {
+            let mut response = agent
+                .post(&url)
+                .header("accept", "application/json")
+                .header("content-type", "application/json")
+                .header("user-agent", USER_AGENT)
+                .send(&hand_body()[..])
+                .unwrap();
+            assert!(response.status().is_success());
+            let bytes = response.body_mut().read_to_vec().unwrap();
+            serde_json::from_slice::<HandToken>(&bytes).unwrap()
+        })
+    });
+    group.finish();
+}
+
+/// Polls a future that is expected to be ready at once (a fresh cached token).
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a fresh cached read should not wait"),
+    }
+}
+
+/// Row 4: a cached token read, 1 and 2 threads.
+fn cached_read(c: &mut Criterion, base: &str) {
+    let mut group = c.benchmark_group("cached_read");
+    let scopes = Scopes::from([Scope::Payments]);
+    let blocking = obauth_blocking::TokenSource::truelayer(
+        obauth_blocking::TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(base).unwrap()),
+            "client-id",
+        )
+        .client_secret(ClientSecret::new("client-secret"))
+        .build()
+        .unwrap(),
+        scopes.clone(),
+    );
+    blocking.access_token().unwrap();
+    group.bench_function("blocking_1_thread", |b| {
+        b.iter(|| blocking.access_token().unwrap())
+    });
+    group.bench_function("blocking_2_threads", |b| {
+        b.iter_custom(|iters| {
+            let start = std::sync::Barrier::new(2);
+            let elapsed = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..2)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            let began = Instant::now();
+                            for _ in 0..iters {
+                                black_box(blocking.access_token().unwrap());
+                            }
+                            began.elapsed()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().unwrap())
+                    .max()
+                    .unwrap()
+            });
+            elapsed
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = obauth_async::TokenSource::truelayer(
+        obauth_async::TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(base).unwrap()),
+            "client-id",
+        )
+        .client_secret(ClientSecret::new("client-secret"))
+        .build()
+        .unwrap(),
+        scopes,
+    );
+    runtime.block_on(source.access_token()).unwrap();
+    group.bench_function("async_1_thread", |b| {
+        b.iter(|| ready(source.access_token()).unwrap())
+    });
+    group.finish();
+}
+
+/// Row 5: a Worldline client assertion against a bare RS256 signature, same backend.
+fn assertion(c: &mut Criterion) {
+    let mut group = c.benchmark_group("assertion");
+    let identity = obauth_mock::SigningIdentity::generate().unwrap();
+    let certificate = SigningCertificate::from_pem(&identity.certificate_pem).unwrap();
+    let config = AssertionConfig::new(
+        RsaKeySigner::from_pem(&identity.private_key_pem, &certificate).unwrap(),
+    )
+    .unwrap();
+    let audience = "https://openbanking.example/auth/realms/realm";
+    group.bench_function("obauth", |b| {
+        b.iter(|| {
+            config
+                .sign("client-id", audience, SystemTime::now(), &mut OsRandom)
+                .unwrap()
+        })
+    });
+    use rsa::pkcs8::DecodePrivateKey;
+    let key = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(
+        rsa::PrivateKey::from_pkcs8_pem(&identity.private_key_pem).unwrap(),
+    );
+    // The same length as an assertion's signing input.
+    let input = vec![b'a'; 420];
+    group.bench_function("bare_rsa_sign", |b| b.iter(|| key.sign(black_box(&input))));
+    group.finish();
+}
+
+/// Row 6: measured by hand, written to target/obauth-bench/extras.json.
+fn extras(base: &str, smoke: bool) -> serde_json::Value {
+    let new_async = || {
+        obauth_async::TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(base).unwrap()),
+            "client-id",
+        )
+        .client_secret(ClientSecret::new("client-secret"))
+        .retry_policy(RetryPolicy::never())
+        .build()
+        .unwrap()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let rounds = if smoke { 1 } else { 7 };
+    let client = new_async();
+    let one_request = median((0..if smoke { 3 } else { 51 }).map(|_| {
+        let began = Instant::now();
+        runtime
+            .block_on(client.client_credentials(Scopes::from([Scope::Payments])))
+            .unwrap();
+        began.elapsed()
+    }));
+    let async_stampede = median((0..rounds).map(|_| {
+        let source =
+            obauth_async::TokenSource::truelayer(new_async(), Scopes::from([Scope::Payments]));
+        let before = requests();
+        let began = Instant::now();
+        runtime.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..1000 {
+                let source = source.clone();
+                tasks.spawn(async move { source.access_token().await });
+            }
+            while let Some(result) = tasks.join_next().await {
+                result.unwrap().unwrap();
+            }
+        });
+        let elapsed = began.elapsed();
+        assert_eq!(
+            requests() - before,
+            1,
+            "1,000 async callers made one request"
+        );
+        elapsed
+    }));
+    let blocking_stampede = median((0..rounds).map(|_| {
+        let source = obauth_blocking::TokenSource::truelayer(
+            obauth_blocking::TrueLayerClient::builder(
+                Environment::Custom(BaseUrl::parse(base).unwrap()),
+                "client-id",
+            )
+            .client_secret(ClientSecret::new("client-secret"))
+            .build()
+            .unwrap(),
+            Scopes::from([Scope::Payments]),
+        );
+        let before = requests();
+        let barrier = std::sync::Barrier::new(64);
+        let began = Instant::now();
+        std::thread::scope(|scope| {
+            for _ in 0..64 {
+                scope.spawn(|| {
+                    barrier.wait();
+                    source.access_token().unwrap();
+                });
+            }
+        });
+        let elapsed = began.elapsed();
+        assert_eq!(requests() - before, 1, "64 threads made one request");
+        elapsed
+    }));
+
+    serde_json::json!({
+        "one_request_ns": one_request.as_nanos() as u64,
+        "async_stampede_ns": async_stampede.as_nanos() as u64,
+        "blocking_stampede_ns": blocking_stampede.as_nanos() as u64,
+    })
+}
+
+fn median(samples: impl Iterator<Item = Duration>) -> Duration {
+    let mut samples: Vec<Duration> = samples.collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let smoke = std::env::args().any(|arg| arg == "--test");
+    let addr = start_token_server();
+    let base = format!("http://{addr}");
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    build_parse(&mut criterion);
+    end_to_end(&mut criterion, &base);
+    cached_read(&mut criterion, &base);
+    assertion(&mut criterion);
+    criterion.final_summary();
+
+    let extras = extras(&base, smoke);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/obauth-bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("extras.json"), extras.to_string()).unwrap();
+    println!("extras: {extras}");
+}
