@@ -217,7 +217,7 @@ fn cached_read(c: &mut Criterion, base: &str) {
     group.bench_function("blocking_2_threads", |b| {
         b.iter_custom(|iters| {
             let start = std::sync::Barrier::new(2);
-            let elapsed = std::thread::scope(|scope| {
+            std::thread::scope(|scope| {
                 let workers: Vec<_> = (0..2)
                     .map(|_| {
                         scope.spawn(|| {
@@ -235,8 +235,7 @@ fn cached_read(c: &mut Criterion, base: &str) {
                     .map(|w| w.join().unwrap())
                     .max()
                     .unwrap()
-            });
-            elapsed
+            })
         })
     });
 
