@@ -35,10 +35,11 @@ pub(crate) struct Global {
         hide_env_values = true
     )]
     pub(crate) client_secret: Option<String>,
-    /// A file holding the client secret.
-    #[arg(long, global = true, conflicts_with = "client_secret")]
+    /// A file holding the client secret (wins over --client-secret and the environment).
+    #[arg(long, global = true)]
     pub(crate) client_secret_file: Option<PathBuf>,
-    /// Connect and answer timeout, in seconds.
+    /// Connect and answer timeout of each attempt, in seconds (failed calls that are safe to
+    /// repeat are retried up to 3 times in all).
     #[arg(long, global = true, default_value_t = 30.0)]
     pub(crate) timeout: f64,
     /// `text` for people, `json` for scripts (exactly the parsed response on stdout).
@@ -220,8 +221,9 @@ pub(crate) enum Worldline {
         /// Space-separated services, e.g. "VOP WERO".
         #[arg(long)]
         scope: String,
-        /// A PEM private key (PKCS#1 or PKCS#8) to sign a client assertion with.
-        #[arg(long, requires = "certificate", conflicts_with_all = ["client_secret", "client_secret_file"])]
+        /// A PEM private key (PKCS#1 or PKCS#8) to sign a client assertion with (instead of
+        /// a client secret).
+        #[arg(long, requires = "certificate")]
         private_key: Option<PathBuf>,
         /// The PEM certificate registered with Worldline (its SHA-1 fingerprint is the kid).
         #[arg(long, requires = "private_key")]

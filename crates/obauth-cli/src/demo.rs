@@ -37,12 +37,12 @@ impl Tally {
         match result {
             Ok(value) => {
                 self.passed.fetch_add(1, Ordering::Relaxed);
-                println!("  ok    [{binding:<8}] {name:<34} {}", describe(&value));
+                say!("  ok    [{binding:<8}] {name:<34} {}", describe(&value));
                 Some(value)
             }
             Err(error) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                println!("  FAIL  [{binding:<8}] {name:<34} {error}");
+                say!("  FAIL  [{binding:<8}] {name:<34} {error}");
                 None
             }
         }
@@ -96,8 +96,12 @@ macro_rules! tour {
             format!("access_token {} expires_in {}", short(t.access_token.expose_secret()), t.expires_in)
         });
 
-        let pkce = Pkce::generate(&mut OsRandom).ok();
-        let state = random::new_state(&mut OsRandom).unwrap_or_default();
+        let pkce = tally.step(binding, "(PKCE pair generated)", Pkce::generate(&mut OsRandom), |p| {
+            format!("challenge {}", short(p.challenge()))
+        });
+        let state = tally
+            .step(binding, "(state generated)", random::new_state(&mut OsRandom), |s| short(s))
+            .unwrap_or_default();
         let mut link = AuthLink::new("ob-transferwise", scopes.clone(), redirect, "demo-consent").state(&state);
         if let Some(pkce) = &pkce {
             link = link.pkce(pkce);
@@ -119,7 +123,8 @@ macro_rules! tour {
         if let Some(token) = token {
             tally.step(binding, "truelayer.debug.create", $tl.create_debug_id(token.access_token.clone())$($await)*, |d| d.debug_id.clone());
             tally.step(binding, "truelayer.debug.delete", $tl.delete_debug_id(token.access_token.clone())$($await)*, |d| format!("{} deleted", d.debug_id));
-            if let Some(refresh) = token.refresh_token.clone() {
+            let refresh = token.refresh_token.clone().ok_or("the exchange issued no refresh token");
+            if let Some(refresh) = tally.step(binding, "(offline_access gave a refresh token)", refresh, |r| short(r.expose_secret())) {
                 let rotated = tally.step(binding, "truelayer.token.refresh", $tl.refresh(refresh.clone())$($await)*, |t| {
                     format!("rotated to {}", t.refresh_token.as_ref().map(|r| short(r.expose_secret())).unwrap_or_default())
                 });
@@ -140,7 +145,7 @@ macro_rules! tour {
         tally.step(binding, "worldline.token (client secret)", $wl.token(Scopes::from([worldline::Scope::Vop, worldline::Scope::Wero]))$($await)*, |t| {
             format!("access_token {} expires_in {}", short(t.access_token.expose_secret()), t.expires_in)
         });
-        if let Some($wl_jwt) = &$wl_jwt {
+        if let Some($wl_jwt) = tally.step(binding, "(assertion client set up)", $wl_jwt.as_ref().ok_or("no signer"), |_| "key and certificate loaded".to_owned()) {
             for attempt in ["worldline.token (RS256 assertion)", "worldline.token (again, fresh jti)"] {
                 tally.step(binding, attempt, $wl_jwt.token(Scopes::from([worldline::Scope::Vop]))$($await)*, |t| {
                     format!("access_token {} kid {}", short(t.access_token.expose_secret()), short($key.certificate.sha1_fingerprint()))
@@ -161,14 +166,14 @@ macro_rules! tour {
 
 pub(crate) fn run() -> Result<(), Failure> {
     let mock = MockServer::start();
-    println!("obauth demo on obauth-mock at {}", mock.base_url());
+    say!("obauth demo on obauth-mock at {}", mock.base_url());
     let key =
-        demo_key(&mock).map_err(|error| Failure::Usage(format!("demo set-up failed: {error}")))?;
+        demo_key(&mock).map_err(|error| Failure::Failed(format!("demo set-up failed: {error}")))?;
     let tally = Tally {
         passed: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
     };
-    let base = |url: String| BaseUrl::parse(&url).map_err(|e| Failure::Usage(e.to_string()));
+    let base = |url: String| BaseUrl::parse(&url).map_err(|e| Failure::Failed(e.to_string()));
     let tl_base = base(mock.base_url())?;
     let wl_base = base(mock.worldline_base_url())?;
     let secret = |s: &str| ClientSecret::new(s);
@@ -177,13 +182,13 @@ pub(crate) fn run() -> Result<(), Failure> {
         Some(WorldlineAuth::Assertion(AssertionConfig::new(signer).ok()?))
     };
 
-    println!("\nasync (obauth-async, tokio + reqwest)");
+    say!("\nasync (obauth-async, tokio + reqwest)");
     {
         use obauth_async::{TokenSource, TrueLayerClient, WorldlineClient};
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Failure::Usage(format!("no tokio runtime: {e}")))?;
+            .map_err(|e| Failure::Failed(format!("no tokio runtime: {e}")))?;
         let tl = TrueLayerClient::builder(
             Environment::Custom(tl_base.clone()),
             obauth_mock::TRUELAYER_CLIENT_ID,
@@ -191,7 +196,7 @@ pub(crate) fn run() -> Result<(), Failure> {
         .client_secret(secret(obauth_mock::TRUELAYER_CLIENT_SECRET))
         .retry_policy(RetryPolicy::never())
         .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        .map_err(|e| Failure::Failed(e.to_string()))?;
         let wl = WorldlineClient::builder(
             wl_base.clone(),
             obauth_mock::WORLDLINE_REALM,
@@ -199,7 +204,7 @@ pub(crate) fn run() -> Result<(), Failure> {
             WorldlineAuth::ClientSecret(secret(obauth_mock::WORLDLINE_CLIENT_SECRET)),
         )
         .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        .map_err(|e| Failure::Failed(e.to_string()))?;
         let wl_jwt = signer().and_then(|auth| {
             WorldlineClient::builder(wl_base.clone(), REALM_JWT, JWT_CLIENT, auth)
                 .build()
@@ -211,7 +216,7 @@ pub(crate) fn run() -> Result<(), Failure> {
         });
     }
 
-    println!("\nblocking (obauth-blocking, ureq)");
+    say!("\nblocking (obauth-blocking, ureq)");
     {
         use obauth_blocking::{TokenSource, TrueLayerClient, WorldlineClient};
         let tl = TrueLayerClient::builder(
@@ -221,7 +226,7 @@ pub(crate) fn run() -> Result<(), Failure> {
         .client_secret(secret(obauth_mock::TRUELAYER_CLIENT_SECRET))
         .retry_policy(RetryPolicy::never())
         .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        .map_err(|e| Failure::Failed(e.to_string()))?;
         let wl = WorldlineClient::builder(
             wl_base.clone(),
             obauth_mock::WORLDLINE_REALM,
@@ -229,7 +234,7 @@ pub(crate) fn run() -> Result<(), Failure> {
             WorldlineAuth::ClientSecret(secret(obauth_mock::WORLDLINE_CLIENT_SECRET)),
         )
         .build()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+        .map_err(|e| Failure::Failed(e.to_string()))?;
         let wl_jwt = signer().and_then(|auth| {
             WorldlineClient::builder(wl_base, REALM_JWT, JWT_CLIENT, auth)
                 .build()
@@ -243,12 +248,10 @@ pub(crate) fn run() -> Result<(), Failure> {
         tally.passed.load(Ordering::Relaxed),
         tally.failed.load(Ordering::Relaxed),
     );
-    println!("\ndemo: {passed} steps passed, {failed} failed");
+    say!("\ndemo: {passed} steps passed, {failed} failed");
     if failed == 0 {
         Ok(())
     } else {
-        Err(Failure::Other(obauth_async::Error::InvalidInput(
-            obauth_async::core::InvalidInput::new("demo", format!("{failed} step(s) failed")),
-        )))
+        Err(Failure::Failed(format!("demo: {failed} step(s) failed")))
     }
 }

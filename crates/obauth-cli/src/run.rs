@@ -30,6 +30,8 @@ pub(crate) enum Failure {
     Api { error: Error, json: bool },
     /// Transport, timeout or an unexpected answer: exit 3.
     Other(Error),
+    /// A run that did not succeed for another reason (a demo step): exit 3.
+    Failed(String),
 }
 
 impl Failure {
@@ -37,7 +39,7 @@ impl Failure {
         match self {
             Failure::Api { .. } => 1,
             Failure::Usage(_) => 2,
-            Failure::Other(_) => 3,
+            Failure::Other(_) | Failure::Failed(_) => 3,
         }
     }
 
@@ -47,10 +49,11 @@ impl Failure {
             Failure::Api { error, json } => {
                 eprintln!("obauth: {error}");
                 if *json {
-                    println!("{}", error_json(error));
+                    say!("{}", error_json(error));
                 }
             }
             Failure::Other(error) => eprintln!("obauth: {error}"),
+            Failure::Failed(message) => eprintln!("obauth: {message}"),
         }
     }
 
@@ -75,6 +78,9 @@ fn error_json(error: &Error) -> serde_json::Value {
         _ => return json!({ "error": "unknown", "error_description": error.to_string() }),
     };
     let mut value = json!({ "error": api.code.as_str(), "status": api.status.as_u16() });
+    if let Some(trace_id) = &api.trace_id {
+        value["trace_id"] = trace_id.as_str().into();
+    }
     if let Some(description) = &api.description {
         value["error_description"] = description.as_str().into();
     }
@@ -312,7 +318,7 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                 Output::Json => print(output, &to_json(&providers)),
                 Output::Text => {
                     for provider in &providers {
-                        println!(
+                        say!(
                             "{:<28} {:<3} {:<28} {}",
                             provider.provider_id,
                             provider.country,
@@ -350,7 +356,11 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                     .unwrap_or_else(|| "obauth-cli".into()),
             )?;
             client.delete_credential(AccessToken::new(access_token))?;
-            print(output, &json!({ "deleted": true }));
+            // The API answers with no body: an empty object in JSON, a line for people.
+            match output {
+                Output::Json => print(output, &json!({})),
+                Output::Text => say!("connection deleted"),
+            }
         }
     }
     Ok(())
@@ -403,17 +413,19 @@ fn worldline(global: &Global, command: Worldline) -> Result<(), Problem> {
     Ok(())
 }
 
+/// The link answer as the API sends it (`result`, `success`), plus the PKCE verifier the
+/// user must keep when `--pkce` generated one.
 fn print_link(output: Output, url: &str, pkce: Option<&Pkce>) {
-    let mut value = json!({ "link": url });
+    let mut value = json!({ "result": url, "success": true });
     if let Some(pkce) = pkce {
         value["code_verifier"] = pkce.verifier().expose_secret().into();
     }
     match output {
         Output::Json => print(output, &value),
         Output::Text => {
-            println!("link: {url}");
+            say!("link: {url}");
             if let Some(pkce) = pkce {
-                println!(
+                say!(
                     "code_verifier: {} (keep it: the token exchange needs it)",
                     pkce.verifier().expose_secret()
                 );
@@ -429,17 +441,17 @@ fn to_json(value: &impl serde::Serialize) -> serde_json::Value {
 /// Text: one `key: value` line per field; JSON: the document on one line.
 fn print(output: Output, value: &serde_json::Value) {
     match output {
-        Output::Json => println!("{value}"),
+        Output::Json => say!("{value}"),
         Output::Text => match value.as_object() {
             Some(map) => {
                 for (key, item) in map {
                     match item {
-                        serde_json::Value::String(text) => println!("{key}: {text}"),
-                        other => println!("{key}: {other}"),
+                        serde_json::Value::String(text) => say!("{key}: {text}"),
+                        other => say!("{key}: {other}"),
                     }
                 }
             }
-            None => println!("{value}"),
+            None => say!("{value}"),
         },
     }
 }
@@ -448,25 +460,25 @@ fn mock(port: u16) -> Result<(), Failure> {
     let mock = obauth_mock::MockServer::start_on(port).map_err(|error| {
         Failure::Usage(format!("cannot start the mock on port {port}: {error}"))
     })?;
-    println!("obauth-mock listening");
-    println!("truelayer base URL:  {}", mock.base_url());
-    println!("  client id:         {}", obauth_mock::TRUELAYER_CLIENT_ID);
-    println!(
+    say!("obauth-mock listening");
+    say!("truelayer base URL:  {}", mock.base_url());
+    say!("  client id:         {}", obauth_mock::TRUELAYER_CLIENT_ID);
+    say!(
         "  client secret:     {}",
         obauth_mock::TRUELAYER_CLIENT_SECRET
     );
-    println!(
+    say!(
         "  redirect URI:      {}",
         obauth_mock::TRUELAYER_REDIRECT_URI
     );
-    println!("worldline base URL:  {}", mock.worldline_base_url());
-    println!("  realm:             {}", obauth_mock::WORLDLINE_REALM);
-    println!("  client id:         {}", obauth_mock::WORLDLINE_CLIENT_ID);
-    println!(
+    say!("worldline base URL:  {}", mock.worldline_base_url());
+    say!("  realm:             {}", obauth_mock::WORLDLINE_REALM);
+    say!("  client id:         {}", obauth_mock::WORLDLINE_CLIENT_ID);
+    say!(
         "  client secret:     {}",
         obauth_mock::WORLDLINE_CLIENT_SECRET
     );
-    println!("consent: open a link the mock returns; it redirects with a code");
+    say!("consent: open a link the mock returns; it redirects with a code");
     loop {
         std::thread::park();
     }

@@ -12,12 +12,20 @@ use serde_json::Value;
 const REDIRECT: &str = obauth_mock::TRUELAYER_REDIRECT_URI;
 
 fn obauth(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_obauth"))
+    obauth_env(args, &[])
+}
+
+/// Runs `obauth` with only the given `OBAUTH_*` variables set.
+fn obauth_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_obauth"));
+    command
         .args(args)
         .env_remove("OBAUTH_CLIENT_ID")
-        .env_remove("OBAUTH_CLIENT_SECRET")
-        .output()
-        .unwrap()
+        .env_remove("OBAUTH_CLIENT_SECRET");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    command.output().unwrap()
 }
 
 /// `obauth --base-url MOCK --client-id … --client-secret … ARGS`.
@@ -63,7 +71,13 @@ fn demo_runs_every_step_and_exits_zero() {
     assert!(stdout.contains("steps passed, 0 failed"), "{stdout}");
     assert!(stdout.contains("[async   ] truelayer.token.exchange_code"));
     assert!(stdout.contains("[blocking] worldline.token (RS256 assertion)"));
-    assert!(!stdout.contains(obauth_mock::TRUELAYER_CLIENT_SECRET));
+    // Tokens are shortened: ten characters, then an ellipsis.
+    for prefix in ["tl-at-", "tl-rt-", "wl-at-"] {
+        for (at, _) in stdout.match_indices(prefix) {
+            let shown: String = stdout[at..].chars().take(11).collect();
+            assert!(shown.ends_with('…'), "a full token was printed: {shown}");
+        }
+    }
 }
 
 #[test]
@@ -72,7 +86,9 @@ fn pkce_prints_a_valid_pair() {
     let verifier = value["code_verifier"].as_str().unwrap();
     assert_eq!(verifier.len(), 43);
     assert_eq!(value["code_challenge_method"], "S256");
-    assert_eq!(value["code_challenge"].as_str().unwrap().len(), 43);
+    let challenge =
+        obauth_async::core::pkce::s256_challenge(&obauth_async::types::CodeVerifier::new(verifier));
+    assert_eq!(value["code_challenge"], challenge.as_str());
     let text = String::from_utf8(obauth(&["pkce"]).stdout).unwrap();
     assert!(
         text.lines().any(|line| line.starts_with("code_verifier: ")),
@@ -111,7 +127,8 @@ fn a_whole_truelayer_connection_from_the_command_line() {
         ],
     ));
     let verifier = link["code_verifier"].as_str().unwrap().to_owned();
-    let back = mock.approve(link["link"].as_str().unwrap()).unwrap();
+    assert_eq!(link["success"], true);
+    let back = mock.approve(link["result"].as_str().unwrap()).unwrap();
     let code = obauth_mock_code(&back);
 
     let token = json(&tl(
@@ -186,15 +203,20 @@ fn a_whole_truelayer_connection_from_the_command_line() {
     assert!(text.starts_with("link: http://127.0.0.1:"), "{text}");
     assert!(text.contains("code_verifier: "));
 
-    let deleted = tl(
+    let live = refreshed["access_token"].as_str().unwrap();
+    let deleted = json(&tl(
         &mock,
         &[
             "delete-credential",
             "--access-token",
-            refreshed["access_token"].as_str().unwrap(),
+            live,
+            "--output",
+            "json",
         ],
-    );
-    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    ));
+    assert_eq!(deleted, serde_json::json!({}));
+    let gone = tl(&mock, &["debug-id", "create", "--access-token", live]);
+    assert_eq!(gone.status.code(), Some(1), "the connection is deleted");
 }
 
 /// The code from a redirect URL.
@@ -387,10 +409,9 @@ fn exit_2_for_bad_usage_and_bad_local_input() {
         "bad-cert.pem",
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     );
-    let key = temp_file(
-        "key-for-bad-cert.pem",
-        &SigningIdentity::generate().unwrap().private_key_pem,
-    );
+    let identity = SigningIdentity::generate().unwrap();
+    let key = temp_file("key-for-bad-cert.pem", &identity.private_key_pem);
+    let good_cert = temp_file("good-cert.pem", &identity.certificate_pem);
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec![
@@ -460,9 +481,9 @@ fn exit_2_for_bad_usage_and_bad_local_input() {
                 "--private-key",
                 missing_key.to_str().unwrap(),
                 "--certificate",
-                bad_cert.to_str().unwrap(),
+                good_cert.to_str().unwrap(),
             ],
-            "certificate",
+            "cannot read private key",
         ),
         (
             vec![
@@ -529,8 +550,9 @@ fn exit_2_for_bad_usage_and_bad_local_input() {
             stderr(&output)
         );
     }
-    let _ = std::fs::remove_file(bad_cert);
-    let _ = std::fs::remove_file(key);
+    for path in [bad_cert, key, good_cert] {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 #[test]
@@ -619,6 +641,97 @@ fn worldline_token_against_the_real_oidc_provider_peer() {
         stderr(&refused)
     );
     for path in [key, cert] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[test]
+fn environment_variables_and_precedence() {
+    let mock = MockServer::start();
+    let base = mock.base_url();
+    // Credentials from the environment.
+    let vars = [
+        ("OBAUTH_CLIENT_ID", obauth_mock::TRUELAYER_CLIENT_ID),
+        ("OBAUTH_CLIENT_SECRET", obauth_mock::TRUELAYER_CLIENT_SECRET),
+    ];
+    let token = json(&obauth_env(
+        &[
+            "--base-url",
+            &base,
+            "--output",
+            "json",
+            "truelayer",
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+        ],
+        &vars,
+    ));
+    assert_eq!(token["token_type"], "Bearer");
+    // --base-url wins over --env production.
+    let output = obauth_env(
+        &[
+            "--env",
+            "production",
+            "--base-url",
+            &base,
+            "truelayer",
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+        ],
+        &vars,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // A secret file wins over a wrong secret in the environment.
+    let file = temp_file("env-secret", obauth_mock::TRUELAYER_CLIENT_SECRET);
+    let output = obauth_env(
+        &[
+            "--base-url",
+            &base,
+            "--client-secret-file",
+            file.to_str().unwrap(),
+            "truelayer",
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+        ],
+        &[
+            ("OBAUTH_CLIENT_ID", obauth_mock::TRUELAYER_CLIENT_ID),
+            ("OBAUTH_CLIENT_SECRET", "wrong"),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // A private key works with a secret lying around in the environment.
+    let identity = SigningIdentity::generate().unwrap();
+    mock.register_worldline_assertion_client("jwt", "5734699", &identity.certificate_pem, &["VOP"])
+        .unwrap();
+    let key = temp_file("env-key.pem", &identity.private_key_pem);
+    let cert = temp_file("env-cert.pem", &identity.certificate_pem);
+    let output = obauth_env(
+        &[
+            "--base-url",
+            &mock.worldline_base_url(),
+            "--client-id",
+            "5734699",
+            "worldline",
+            "token",
+            "--realm",
+            "jwt",
+            "--scope",
+            "VOP",
+            "--private-key",
+            key.to_str().unwrap(),
+            "--certificate",
+            cert.to_str().unwrap(),
+        ],
+        &[("OBAUTH_CLIENT_SECRET", "irrelevant")],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    for path in [file, key, cert] {
         let _ = std::fs::remove_file(path);
     }
 }
