@@ -247,8 +247,17 @@ impl TokenSource {
     }
 
     /// The access token: cached while fresh, fetched once for all concurrent callers when due.
-    pub async fn access_token(&self) -> Result<AccessToken, Error> {
-        serve(&self.inner.flights, || self.fetch()).await
+    ///
+    /// A fresh token is read when this is called, without a lock; the future is then ready at
+    /// its first poll and small (the fetch, when one is needed, is boxed).
+    pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
+        let fresh = self.inner.flights.fresh(Instant::now());
+        async move {
+            match fresh {
+                Ok(token) => Ok(token),
+                Err(_) => Box::pin(serve(&self.inner.flights, || self.fetch())).await,
+            }
+        }
     }
 
     /// Drops the cached token (e.g. after the API refused it); the next call fetches.
@@ -380,8 +389,14 @@ impl UserTokens {
 
     /// The access token: cached while fresh, refreshed once for all concurrent callers when
     /// due. [`Error::ReauthenticationRequired`] when the bank connection has expired.
-    pub async fn access_token(&self) -> Result<AccessToken, Error> {
-        serve(&self.inner.flights, || self.refresh()).await
+    pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
+        let fresh = self.inner.flights.fresh(Instant::now());
+        async move {
+            match fresh {
+                Ok(token) => Ok(token),
+                Err(_) => Box::pin(serve(&self.inner.flights, || self.refresh())).await,
+            }
+        }
     }
 
     /// Drops the cached access token (e.g. after the API refused it); the next call

@@ -28,32 +28,39 @@ fn token_response() -> http::Response<Vec<u8>> {
         .unwrap()
 }
 
-/// Row 1: build a code exchange and parse a fixed answer.
-fn build_parse(c: &mut Criterion) {
-    let mut group = c.benchmark_group("build_parse");
+/// A comparison: obauth's side and the reference's, run by criterion and by the paired
+/// measurement alike.
+struct Pair {
+    group: &'static str,
+    obauth: Box<dyn Fn()>,
+    reference: Box<dyn Fn()>,
+    /// Iterations per timed block in the paired measurement.
+    block: u32,
+}
+
+/// Row 1: build a code exchange and parse a fixed answer, against oauth2-rs 5.
+fn build_parse() -> Pair {
     let config = TrueLayerConfig::new(
         Environment::Custom(BaseUrl::parse("http://127.0.0.1:1").unwrap()),
         "client-id",
     )
     .unwrap()
     .with_client_secret(ClientSecret::new("client-secret"));
-    group.bench_function("obauth", |b| {
-        b.iter(|| {
-            let op = config.exchange_code(
-                AuthorizationCode::new("the-code"),
-                "https://app.example/cb",
-                Some(CodeVerifier::new(VERIFIER)),
-            );
-            let request = op
-                .build_request(&mut RequestContext::new(
-                    SystemTime::UNIX_EPOCH,
-                    &mut OsRandom,
-                ))
-                .unwrap();
-            black_box(&request);
-            op.parse_response(&token_response()).unwrap()
-        })
-    });
+    let obauth = move || {
+        let op = config.exchange_code(
+            AuthorizationCode::new("the-code"),
+            "https://app.example/cb",
+            Some(CodeVerifier::new(VERIFIER)),
+        );
+        let request = op
+            .build_request(&mut RequestContext::new(
+                SystemTime::UNIX_EPOCH,
+                &mut OsRandom,
+            ))
+            .unwrap();
+        black_box(&request);
+        black_box(op.parse_response(&token_response()).unwrap());
+    };
 
     use oauth2::basic::BasicClient;
     use oauth2::{AuthUrl, ClientId, PkceCodeVerifier, RedirectUrl, TokenUrl};
@@ -62,20 +69,25 @@ fn build_parse(c: &mut Criterion) {
         .set_auth_uri(AuthUrl::new("http://127.0.0.1:1/".into()).unwrap())
         .set_token_uri(TokenUrl::new("http://127.0.0.1:1/connect/token".into()).unwrap())
         .set_redirect_uri(RedirectUrl::new("https://app.example/cb".into()).unwrap());
-    let http = |request: oauth2::HttpRequest| -> Result<oauth2::HttpResponse, std::io::Error> {
-        black_box(&request);
-        Ok(token_response())
-    };
-    group.bench_function("oauth2", |b| {
-        b.iter(|| {
+    let reference = move || {
+        let http = |request: oauth2::HttpRequest| -> Result<oauth2::HttpResponse, std::io::Error> {
+            black_box(&request);
+            Ok(token_response())
+        };
+        black_box(
             client
                 .exchange_code(oauth2::AuthorizationCode::new("the-code".into()))
                 .set_pkce_verifier(PkceCodeVerifier::new(VERIFIER.into()))
                 .request(&http)
-                .unwrap()
-        })
-    });
-    group.finish();
+                .unwrap(),
+        );
+    };
+    Pair {
+        group: "build_parse",
+        obauth: Box::new(obauth),
+        reference: Box::new(reference),
+        block: 2_000,
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -99,14 +111,15 @@ fn hand_body() -> Vec<u8> {
 
 const USER_AGENT: &str = obauth_async::core::USER_AGENT;
 
-/// Rows 2 and 3: client credentials on loopback.
-fn end_to_end(c: &mut Criterion, base: &str) {
-    let mut group = c.benchmark_group("e2e");
+/// Row 2: client credentials on loopback, obauth-async against raw reqwest.
+fn async_e2e(base: &str) -> Pair {
     let url = format!("{base}/connect/token");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = std::rc::Rc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
     let reqwest_client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
@@ -123,16 +136,17 @@ fn end_to_end(c: &mut Criterion, base: &str) {
     .build()
     .unwrap();
     let scopes = Scopes::from([Scope::Payments]);
-    group.bench_function("async_obauth", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(obauth.client_credentials(scopes.clone()))
-                .unwrap()
-        })
-    });
-    group.bench_function("async_reqwest", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
+    let rt = std::rc::Rc::clone(&runtime);
+    Pair {
+        group: "e2e_async",
+        obauth: Box::new(move || {
+            black_box(
+                rt.block_on(obauth.client_credentials(scopes.clone()))
+                    .unwrap(),
+            );
+        }),
+        reference: Box::new(move || {
+            black_box(runtime.block_on(async {
                 let response = reqwest_client
                     .post(&url)
                     .header("accept", "application/json")
@@ -145,10 +159,15 @@ fn end_to_end(c: &mut Criterion, base: &str) {
                 assert!(response.status().is_success());
                 let bytes = response.bytes().await.unwrap();
                 serde_json::from_slice::<HandToken>(&bytes).unwrap()
-            })
-        })
-    });
+            }));
+        }),
+        block: 50,
+    }
+}
 
+/// Row 3: client credentials on loopback, obauth-blocking against raw ureq, same agent.
+fn blocking_e2e(base: &str) -> Pair {
+    let url = format!("{base}/connect/token");
     let timeouts = obauth_blocking::Timeouts {
         connect: Duration::from_secs(10),
         total: Duration::from_secs(30),
@@ -164,11 +183,13 @@ fn end_to_end(c: &mut Criterion, base: &str) {
     .agent(agent.clone())
     .build()
     .unwrap();
-    group.bench_function("blocking_obauth", |b| {
-        b.iter(|| blocking.client_credentials(scopes.clone()).unwrap())
-    });
-    group.bench_function("blocking_ureq", |b| {
-        b.iter(|| {
+    let scopes = Scopes::from([Scope::Payments]);
+    Pair {
+        group: "e2e_blocking",
+        obauth: Box::new(move || {
+            black_box(blocking.client_credentials(scopes.clone()).unwrap());
+        }),
+        reference: Box::new(move || {
             let mut response = agent
                 .post(&url)
                 .header("accept", "application/json")
@@ -178,10 +199,81 @@ fn end_to_end(c: &mut Criterion, base: &str) {
                 .unwrap();
             assert!(response.status().is_success());
             let bytes = response.body_mut().read_to_vec().unwrap();
-            serde_json::from_slice::<HandToken>(&bytes).unwrap()
-        })
-    });
+            black_box(serde_json::from_slice::<HandToken>(&bytes).unwrap());
+        }),
+        block: 50,
+    }
+}
+
+/// Row 5: a Worldline client assertion against a bare RS256 signature, same backend.
+fn assertion() -> Pair {
+    let identity = obauth_mock::SigningIdentity::generate().unwrap();
+    let certificate = SigningCertificate::from_pem(&identity.certificate_pem).unwrap();
+    let config = AssertionConfig::new(
+        RsaKeySigner::from_pem(&identity.private_key_pem, &certificate).unwrap(),
+    )
+    .unwrap();
+    let audience = "https://openbanking.example/auth/realms/realm";
+    use rsa::pkcs8::DecodePrivateKey;
+    let key = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(
+        rsa::PrivateKey::from_pkcs8_pem(&identity.private_key_pem).unwrap(),
+    );
+    // The same length as an assertion's signing input.
+    let input = vec![b'a'; 420];
+    Pair {
+        group: "assertion",
+        obauth: Box::new(move || {
+            black_box(
+                config
+                    .sign("client-id", audience, SystemTime::now(), &mut OsRandom)
+                    .unwrap(),
+            );
+        }),
+        reference: Box::new(move || {
+            black_box(key.sign(black_box(&input)));
+        }),
+        block: 5,
+    }
+}
+
+fn criterion_pair(c: &mut Criterion, pair: &Pair) {
+    let mut group = c.benchmark_group(pair.group);
+    group.bench_function("obauth", |b| b.iter(|| (pair.obauth)()));
+    group.bench_function("reference", |b| b.iter(|| (pair.reference)()));
     group.finish();
+}
+
+/// Alternates blocks of obauth's side and the reference's, so that slow drifts of a shared
+/// machine hit both alike; returns the medians per iteration and the median of the
+/// per-round ratios.
+fn paired(pair: &Pair, rounds: usize) -> serde_json::Value {
+    let time = |f: &dyn Fn(), n: u32| {
+        let began = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        began.elapsed() / n
+    };
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        // Swap the order every round so neither side always runs first.
+        let (a, b) = if round % 2 == 0 {
+            let a = time(&*pair.obauth, pair.block);
+            (a, time(&*pair.reference, pair.block))
+        } else {
+            let b = time(&*pair.reference, pair.block);
+            (time(&*pair.obauth, pair.block), b)
+        };
+        ratios.push(a.as_secs_f64() / b.as_secs_f64());
+        ours.push(a);
+        theirs.push(b);
+    }
+    ratios.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "obauth_ns": median(ours.into_iter()).as_nanos() as u64,
+        "reference_ns": median(theirs.into_iter()).as_nanos() as u64,
+        "ratio": ratios[ratios.len() / 2],
+    })
 }
 
 /// Polls a future that is expected to be ready at once (a fresh cached token).
@@ -257,33 +349,6 @@ fn cached_read(c: &mut Criterion, base: &str) {
     group.bench_function("async_1_thread", |b| {
         b.iter(|| ready(source.access_token()).unwrap())
     });
-    group.finish();
-}
-
-/// Row 5: a Worldline client assertion against a bare RS256 signature, same backend.
-fn assertion(c: &mut Criterion) {
-    let mut group = c.benchmark_group("assertion");
-    let identity = obauth_mock::SigningIdentity::generate().unwrap();
-    let certificate = SigningCertificate::from_pem(&identity.certificate_pem).unwrap();
-    let config = AssertionConfig::new(
-        RsaKeySigner::from_pem(&identity.private_key_pem, &certificate).unwrap(),
-    )
-    .unwrap();
-    let audience = "https://openbanking.example/auth/realms/realm";
-    group.bench_function("obauth", |b| {
-        b.iter(|| {
-            config
-                .sign("client-id", audience, SystemTime::now(), &mut OsRandom)
-                .unwrap()
-        })
-    });
-    use rsa::pkcs8::DecodePrivateKey;
-    let key = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(
-        rsa::PrivateKey::from_pkcs8_pem(&identity.private_key_pem).unwrap(),
-    );
-    // The same length as an assertion's signing input.
-    let input = vec![b'a'; 420];
-    group.bench_function("bare_rsa_sign", |b| b.iter(|| key.sign(black_box(&input))));
     group.finish();
 }
 
@@ -380,17 +445,27 @@ fn main() {
     let smoke = std::env::args().any(|arg| arg == "--test");
     let addr = start_token_server();
     let base = format!("http://{addr}");
+    let pairs = [
+        build_parse(),
+        async_e2e(&base),
+        blocking_e2e(&base),
+        assertion(),
+    ];
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    build_parse(&mut criterion);
-    end_to_end(&mut criterion, &base);
+    for pair in &pairs {
+        criterion_pair(&mut criterion, pair);
+    }
     cached_read(&mut criterion, &base);
-    assertion(&mut criterion);
     criterion.final_summary();
 
-    let extras = extras(&base, smoke);
+    let rounds = if smoke { 1 } else { 21 };
+    let mut extras = extras(&base, smoke);
+    for pair in &pairs {
+        extras[format!("paired_{}", pair.group)] = paired(pair, rounds);
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/obauth-bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("extras.json"), extras.to_string()).unwrap();

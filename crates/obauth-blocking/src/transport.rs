@@ -53,6 +53,9 @@ pub struct UreqTransport {
     agent: ureq::Agent,
     timeouts: Timeouts,
     max_body: usize,
+    /// Whether the agent's own settings differ from obauth's, so that each request must
+    /// carry them (a per-request configuration clones the agent's whole config).
+    configure_each_request: bool,
 }
 
 impl UreqTransport {
@@ -92,10 +95,17 @@ impl UreqTransport {
     /// requests, whatever the agent's defaults; [`UreqTransport::config`] gives an agent the
     /// same settings.
     pub fn with_agent(agent: ureq::Agent, timeouts: Timeouts) -> Self {
+        let config = agent.config();
+        let agent_timeouts = config.timeouts();
+        let configure_each_request = config.http_status_as_error()
+            || config.max_redirects() != 0
+            || agent_timeouts.connect != Some(timeouts.connect)
+            || agent_timeouts.global != Some(timeouts.total);
         Self {
             agent,
             timeouts,
             max_body: MAX_RESPONSE_BODY,
+            configure_each_request,
         }
     }
 
@@ -163,15 +173,20 @@ impl Default for UreqTransport {
 impl HttpTransport for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         // Whatever agent we were given, these settings hold for obauth's requests.
-        let request = self
-            .agent
-            .configure_request(request)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(self.timeouts.connect))
-            .timeout_global(Some(self.timeouts.total))
-            .build();
-        let response = self.agent.run(request).map_err(|error| self.error(error))?;
+        let response = if self.configure_each_request {
+            let request = self
+                .agent
+                .configure_request(request)
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_connect(Some(self.timeouts.connect))
+                .timeout_global(Some(self.timeouts.total))
+                .build();
+            self.agent.run(request)
+        } else {
+            self.agent.run(request)
+        }
+        .map_err(|error| self.error(error))?;
         let (parts, mut body) = response.into_parts();
         let body = body
             .with_config()
