@@ -11,13 +11,16 @@
 //! A failed fetch caches nothing. When a token is due but still valid, one caller
 //! refreshes it while the others keep being served the valid one. Nothing is spawned.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use obauth_core::expiry::{ExpiryPolicy, Freshness};
-use obauth_core::manager::{CacheKey, CachedToken, next_refresh_token, refresh_error};
+use obauth_core::expiry::ExpiryPolicy;
+use obauth_core::manager::{
+    CacheKey, CachedToken, EndFlight, FetchResult, Join, SingleFlight, next_refresh_token,
+    refresh_error, settle,
+};
 use obauth_core::{Error, InvalidInput, StoreError};
 use obauth_types::truelayer::token::TokenResponse;
 use obauth_types::{AccessToken, RefreshToken, Scopes, truelayer, worldline};
@@ -25,99 +28,12 @@ use tokio::sync::OnceCell;
 
 use crate::{TrueLayerClient, WorldlineClient};
 
-type Flight = OnceCell<Result<Arc<CachedToken>, Error>>;
+type Flight = OnceCell<FetchResult>;
 
-/// Where concurrent callers stand: a token to serve, or a fetch to wait for.
-enum Join {
-    Serve(AccessToken),
-    Wait(Arc<Flight>),
-}
-
-/// Ends a flight however its fetch ends: with a result, or abandoned (a dropped future, a
-/// panic), so that an abandoned fetch never leaves a stale flight behind.
-struct EndFlight<'a> {
-    flights: &'a SingleFlight,
-    flight: &'a Arc<Flight>,
-}
-
-impl Drop for EndFlight<'_> {
-    fn drop(&mut self) {
-        self.flights.end(self.flight);
-    }
-}
-
-/// One fetch at a time, and a cache read without locks.
-struct SingleFlight {
-    cached: ArcSwapOption<CachedToken>,
-    flight: Mutex<Option<Arc<Flight>>>,
-}
-
-impl SingleFlight {
-    fn new(initial: Option<CachedToken>) -> Self {
-        Self {
-            cached: ArcSwapOption::new(initial.map(Arc::new)),
-            flight: Mutex::new(None),
-        }
-    }
-
-    /// The cached token if it is fresh; `Err(due)` otherwise, with the still-valid token
-    /// when one is due for refresh.
-    fn fresh(&self, now: Instant) -> Result<AccessToken, Option<Arc<CachedToken>>> {
-        let cached = self.cached.load();
-        match cached.as_deref() {
-            Some(token) => match token.freshness(now) {
-                Freshness::Fresh => Ok(token.access_token().clone()),
-                Freshness::RefreshSoon => Err(cached.clone()),
-                Freshness::Expired => Err(None),
-            },
-            None => Err(None),
-        }
-    }
-
-    /// Joins the fetch under way or starts one. With `serve_valid`, a still-valid token is
-    /// served instead of waiting for somebody else's fetch.
-    fn join(&self, serve_valid: Option<&Arc<CachedToken>>) -> Join {
-        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
-        // A fetch may have finished between the caller's look and this lock.
-        if let Ok(token) = self.fresh(Instant::now()) {
-            return Join::Serve(token);
-        }
-        if let Some(flight) = slot.as_ref() {
-            return match serve_valid {
-                Some(valid) => Join::Serve(valid.access_token().clone()),
-                None => Join::Wait(Arc::clone(flight)),
-            };
-        }
-        let flight = Arc::new(Flight::new());
-        *slot = Some(Arc::clone(&flight));
-        Join::Wait(flight)
-    }
-
-    /// Publishes a fetch's token.
-    fn publish(&self, result: &Result<Arc<CachedToken>, Error>) {
-        if let Ok(token) = result {
-            self.cached.store(Some(Arc::clone(token)));
-        }
-    }
-
-    /// Ends `flight`, so that the next miss starts a new one.
-    fn end(&self, flight: &Arc<Flight>) {
-        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot
-            .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(current, flight))
-        {
-            *slot = None;
-        }
-    }
-
-    fn clear(&self) {
-        self.cached.store(None);
-    }
-}
+type Flights = SingleFlight<Flight>;
 
 /// Serves a token from `flights`, fetching with `fetch` when it is due.
-async fn serve<F, Fut>(flights: &SingleFlight, fetch: F) -> Result<AccessToken, Error>
+async fn serve<F, Fut>(flights: &Flights, fetch: F) -> Result<AccessToken, Error>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Arc<CachedToken>, Error>>,
@@ -132,26 +48,14 @@ where
     };
     let result = flight
         .get_or_init(|| async {
-            let _end = EndFlight {
-                flights,
-                flight: &flight,
-            };
+            let _end = EndFlight::new(flights, &flight);
             let result = fetch().await;
             flights.publish(&result);
             result
         })
         .await
         .clone();
-    match (result, valid) {
-        (Ok(token), _) => Ok(token.access_token().clone()),
-        // An early refresh failed; serve the token it was to replace if it is still valid
-        // now (the fetch may have taken longer than the token had left).
-        (Err(error), Some(valid)) => match valid.freshness(Instant::now()) {
-            Freshness::Expired => Err(error),
-            _ => Ok(valid.access_token().clone()),
-        },
-        (Err(error), None) => Err(error),
-    }
+    settle(result, valid)
 }
 
 enum Fetcher {
@@ -170,7 +74,7 @@ struct SourceInner {
     fetcher: Fetcher,
     key: CacheKey,
     policy: ExpiryPolicy,
-    flights: SingleFlight,
+    flights: Flights,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -184,12 +88,7 @@ impl std::fmt::Debug for TokenSource {
 impl TokenSource {
     /// TrueLayer `client_credentials` tokens for `scopes`.
     pub fn truelayer(client: TrueLayerClient, scopes: Scopes<truelayer::Scope>) -> Self {
-        let key = CacheKey {
-            token_url: client.config().token_url().to_string(),
-            client_id: client.config().client_id().to_owned(),
-            scopes: scopes.to_wire(),
-            auth_method: "client_secret_post",
-        };
+        let key = CacheKey::truelayer(client.config(), &scopes);
         Self::new(
             Fetcher::TrueLayer(client, scopes),
             key,
@@ -199,12 +98,7 @@ impl TokenSource {
 
     /// Worldline tokens for `scopes`, with the client's secret or assertion.
     pub fn worldline(client: WorldlineClient, scopes: Scopes<worldline::Scope>) -> Self {
-        let key = CacheKey {
-            token_url: client.config().token_url().to_string(),
-            client_id: client.config().client_id().to_owned(),
-            scopes: scopes.to_wire(),
-            auth_method: client.config().auth_method(),
-        };
+        let key = CacheKey::worldline(client.config(), &scopes);
         Self::new(
             Fetcher::Worldline(client, scopes),
             key,
@@ -218,7 +112,7 @@ impl TokenSource {
                 fetcher,
                 key,
                 policy,
-                flights: SingleFlight::new(None),
+                flights: Flights::new(None),
             }),
         }
     }
@@ -236,7 +130,7 @@ impl TokenSource {
             },
             key: shared.key.clone(),
             policy,
-            flights: SingleFlight::new(None),
+            flights: Flights::new(None),
         });
         Self::new(inner.fetcher, inner.key, policy)
     }
@@ -311,7 +205,7 @@ struct UserInner {
     store: Arc<dyn RefreshTokenStore>,
     policy: ExpiryPolicy,
     refresh: ArcSwap<Refresh>,
-    flights: SingleFlight,
+    flights: Flights,
 }
 
 struct Refresh {
@@ -382,7 +276,7 @@ impl UserTokens {
                     token: refresh_token,
                     unsaved: false,
                 }),
-                flights: SingleFlight::new(access),
+                flights: Flights::new(access),
             }),
         }
     }

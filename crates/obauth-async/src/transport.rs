@@ -1,9 +1,8 @@
 //! Sending requests: the [`HttpTransport`] seam and its reqwest implementation.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use http::{Request, Response};
+pub use obauth_core::Timeouts;
 use obauth_core::{
     Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,
 };
@@ -17,24 +16,6 @@ use obauth_core::{
 pub trait HttpTransport: Send + Sync {
     /// Sends `request`; any status, including 4xx and 5xx, is an `Ok` response.
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error>;
-}
-
-/// Connect and total timeouts of one attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Resolving, connecting and the TLS handshake. Default 10 s.
-    pub connect: Duration,
-    /// The whole attempt, from sending to the last body byte. Default 30 s.
-    pub total: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(10),
-            total: Duration::from_secs(30),
-        }
-    }
 }
 
 /// The default transport: a `reqwest::Client` that never follows redirects.

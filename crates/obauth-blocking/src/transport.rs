@@ -5,6 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+pub use obauth_core::Timeouts;
 use obauth_core::{
     Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,
 };
@@ -20,24 +21,6 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 pub trait HttpTransport: Send + Sync {
     /// Sends `request`; any status, including 4xx and 5xx, is an `Ok` response.
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error>;
-}
-
-/// Connect and total timeouts of one attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Resolving, connecting and the TLS handshake. Default 10 s.
-    pub connect: Duration,
-    /// The whole attempt, from sending to the last body byte. Default 30 s.
-    pub total: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(10),
-            total: Duration::from_secs(30),
-        }
-    }
 }
 
 /// The default transport: a `ureq::Agent` that treats every status as an answer, never

@@ -21,6 +21,25 @@ use crate::operation::{Operation, RequestContext};
 use crate::random::{RandomSource, random_u64};
 use crate::retry::{Failure, RetryDecision, RetryPolicy};
 
+/// Connect and total timeouts of one attempt, which every transport must enforce (the
+/// bindings' transports do, also on a client or agent you hand them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Resolving, connecting and the TLS handshake. Default 10 s.
+    pub connect: Duration,
+    /// The whole attempt, from sending to the last body byte. Default 30 s.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            total: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The attempts of one operation under a retry policy.
 #[derive(Debug)]
 pub struct Call<'o, O> {

@@ -40,7 +40,7 @@ mod validate;
 mod wire;
 pub mod worldline;
 
-pub use call::{Call, Step};
+pub use call::{Call, Step, Timeouts};
 pub use error::{
     ApiError, CallbackError, Error, InvalidInput, ReauthenticationRequired, SigningError,
     StoreError, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind, UnexpectedResponse,

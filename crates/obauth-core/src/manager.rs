@@ -1,12 +1,17 @@
-//! The sans-IO half of the token managers: what a cached token is, what identifies a cache,
-//! and what a refresh answer means. The bindings add only the locking and the waiting.
+//! The runtime-free half of the token managers: what a cached token is, what identifies a
+//! cache, what a refresh answer means, and the single-flight cell both bindings wait on.
+//! The bindings add only the waiting (a tokio `OnceCell` or a std `OnceLock` per fetch).
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use obauth_types::{AccessToken, ErrorCode, RefreshToken};
+use arc_swap::ArcSwapOption;
+use obauth_types::{AccessToken, ErrorCode, RefreshToken, Scopes, truelayer, worldline};
 
 use crate::error::{Error, ReauthenticationRequired};
 use crate::expiry::{ExpiryPolicy, Freshness, TokenSchedule};
+use crate::truelayer::TrueLayerConfig;
+use crate::worldline::WorldlineConfig;
 
 /// An access token and when it must be refreshed.
 #[derive(Clone, Debug)]
@@ -57,6 +62,150 @@ pub struct CacheKey {
     pub scopes: String,
     /// `client_secret_post`, `client_secret_json` or `private_key_jwt`.
     pub auth_method: &'static str,
+}
+
+impl CacheKey {
+    /// The key of TrueLayer `client_credentials` tokens for `scopes`.
+    pub fn truelayer(config: &TrueLayerConfig, scopes: &Scopes<truelayer::Scope>) -> Self {
+        Self {
+            token_url: config.token_url().to_string(),
+            client_id: config.client_id().to_owned(),
+            scopes: scopes.to_wire(),
+            auth_method: "client_secret_post",
+        }
+    }
+
+    /// The key of Worldline tokens for `scopes`.
+    pub fn worldline(config: &WorldlineConfig, scopes: &Scopes<worldline::Scope>) -> Self {
+        Self {
+            token_url: config.token_url().to_string(),
+            client_id: config.client_id().to_owned(),
+            scopes: scopes.to_wire(),
+            auth_method: config.auth_method(),
+        }
+    }
+}
+
+/// What a fetch yields to everyone who waited for it.
+pub type FetchResult = Result<Arc<CachedToken>, Error>;
+
+/// A cached token that reads without locks, and at most one fetch at a time.
+///
+/// `F` is the binding's wait cell for one fetch (`tokio::sync::OnceCell<FetchResult>` or
+/// `std::sync::OnceLock<FetchResult>`): callers that [`join`](Self::join) the same flight
+/// wait on the same cell and share its result.
+pub struct SingleFlight<F> {
+    cached: ArcSwapOption<CachedToken>,
+    flight: Mutex<Option<Arc<F>>>,
+}
+
+/// Where a caller stands after [`SingleFlight::join`].
+pub enum Join<F> {
+    /// Serve this token.
+    Serve(AccessToken),
+    /// Wait on this flight (and run the fetch in it if nobody else is).
+    Wait(Arc<F>),
+}
+
+impl<F: Default> SingleFlight<F> {
+    /// A cell holding `initial`, if any.
+    pub fn new(initial: Option<CachedToken>) -> Self {
+        Self {
+            cached: ArcSwapOption::new(initial.map(Arc::new)),
+            flight: Mutex::new(None),
+        }
+    }
+
+    /// The cached token if it is fresh at `now`; `Err(due)` otherwise, carrying the
+    /// still-valid token when one is due for refresh.
+    pub fn fresh(&self, now: Instant) -> Result<AccessToken, Option<Arc<CachedToken>>> {
+        let cached = self.cached.load();
+        match cached.as_deref() {
+            Some(token) => match token.freshness(now) {
+                Freshness::Fresh => Ok(token.access_token().clone()),
+                Freshness::RefreshSoon => Err(cached.clone()),
+                Freshness::Expired => Err(None),
+            },
+            None => Err(None),
+        }
+    }
+
+    /// Joins the fetch under way or starts one. With `serve_valid`, a still-valid token is
+    /// served instead of waiting for somebody else's fetch.
+    pub fn join(&self, serve_valid: Option<&Arc<CachedToken>>) -> Join<F> {
+        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        // A fetch may have finished between the caller's look and this lock.
+        if let Ok(token) = self.fresh(Instant::now()) {
+            return Join::Serve(token);
+        }
+        if let Some(flight) = slot.as_ref() {
+            return match serve_valid {
+                Some(valid) => Join::Serve(valid.access_token().clone()),
+                None => Join::Wait(Arc::clone(flight)),
+            };
+        }
+        let flight = Arc::new(F::default());
+        *slot = Some(Arc::clone(&flight));
+        Join::Wait(flight)
+    }
+
+    /// Publishes a fetch's token.
+    pub fn publish(&self, result: &FetchResult) {
+        if let Ok(token) = result {
+            self.cached.store(Some(Arc::clone(token)));
+        }
+    }
+
+    /// Ends `flight`, so that the next miss starts a new one.
+    pub fn end(&self, flight: &Arc<F>) {
+        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, flight))
+        {
+            *slot = None;
+        }
+    }
+
+    /// Drops the cached token.
+    pub fn clear(&self) {
+        self.cached.store(None);
+    }
+}
+
+/// Ends a flight however its fetch ends: with a result, or abandoned (a dropped future, a
+/// panic), so that an abandoned fetch never leaves a stale flight behind. Hold it for the
+/// duration of the fetch.
+pub struct EndFlight<'a, F: Default> {
+    flights: &'a SingleFlight<F>,
+    flight: &'a Arc<F>,
+}
+
+impl<'a, F: Default> EndFlight<'a, F> {
+    /// A guard for `flight` of `flights`.
+    pub fn new(flights: &'a SingleFlight<F>, flight: &'a Arc<F>) -> Self {
+        Self { flights, flight }
+    }
+}
+
+impl<F: Default> Drop for EndFlight<'_, F> {
+    fn drop(&mut self) {
+        self.flights.end(self.flight);
+    }
+}
+
+/// What a caller gets once the flight it waited on is over: the fetched token, or, if an
+/// early refresh failed, the token it was to replace as long as that is still valid now
+/// (the fetch may have taken longer than the token had left).
+pub fn settle(result: FetchResult, valid: Option<Arc<CachedToken>>) -> Result<AccessToken, Error> {
+    match (result, valid) {
+        (Ok(token), _) => Ok(token.access_token().clone()),
+        (Err(error), Some(valid)) => match valid.freshness(Instant::now()) {
+            Freshness::Expired => Err(error),
+            _ => Ok(valid.access_token().clone()),
+        },
+        (Err(error), None) => Err(error),
+    }
 }
 
 /// The refresh token to keep after a refresh: the rotated one if the server sent one,
