@@ -68,8 +68,11 @@ pub(crate) fn json_request(
     user_agent: &HeaderValue,
     body: &impl serde::Serialize,
 ) -> Result<Request<Vec<u8>>, Error> {
-    let body = serde_json::to_vec(body)
+    // Token and link bodies are a few hundred bytes: one allocation, no regrowth.
+    let mut buffer = Vec::with_capacity(512);
+    serde_json::to_writer(&mut buffer, body)
         .map_err(|_| Error::invalid("request body", "could not be serialized as JSON"))?;
+    let body = buffer;
     Ok(request(method, uri, user_agent, Some(JSON), body))
 }
 

@@ -22,12 +22,17 @@ impl TrueLayerConfig {
         redirect_uri: impl Into<String>,
         code_verifier: Option<CodeVerifier>,
     ) -> ExchangeCode<'_> {
-        ExchangeCode {
-            config: self,
-            code,
-            redirect_uri: redirect_uri.into(),
-            code_verifier,
-        }
+        // The body is built once here, moving the inputs in, not cloned on every attempt.
+        let body = self.client_secret().cloned().map(|client_secret| {
+            TokenRequest::AuthorizationCode(AuthorizationCodeRequest {
+                client_id: self.client_id.clone(),
+                client_secret,
+                code,
+                redirect_uri: redirect_uri.into(),
+                code_verifier,
+            })
+        });
+        ExchangeCode { config: self, body }
     }
 
     /// Trades a refresh token for a new access token and (TrueLayer rotates them) a new
@@ -75,9 +80,8 @@ fn parse_token<B: AsRef<[u8]>>(response: &http::Response<B>) -> Result<TokenResp
 #[derive(Debug)]
 pub struct ExchangeCode<'a> {
     config: &'a TrueLayerConfig,
-    code: AuthorizationCode,
-    redirect_uri: String,
-    code_verifier: Option<CodeVerifier>,
+    /// The request body, or why it could not be made (no client secret).
+    body: Result<TokenRequest, Error>,
 }
 
 impl Operation for ExchangeCode<'_> {
@@ -89,19 +93,15 @@ impl Operation for ExchangeCode<'_> {
     }
 
     fn build_request(&self, _cx: &mut RequestContext<'_>) -> Result<http::Request<Vec<u8>>, Error> {
-        validate::required("code", self.code.expose_secret())?;
-        validate::redirect_uri(&self.redirect_uri)?;
-        if let Some(verifier) = &self.code_verifier {
-            pkce::validate_verifier(verifier)?;
+        let body = self.body.as_ref().map_err(Clone::clone)?;
+        if let TokenRequest::AuthorizationCode(exchange) = body {
+            validate::required("code", exchange.code.expose_secret())?;
+            validate::redirect_uri(&exchange.redirect_uri)?;
+            if let Some(verifier) = &exchange.code_verifier {
+                pkce::validate_verifier(verifier)?;
+            }
         }
-        self.config
-            .token_request(&TokenRequest::AuthorizationCode(AuthorizationCodeRequest {
-                client_id: self.config.client_id.clone(),
-                client_secret: self.config.client_secret()?.clone(),
-                code: self.code.clone(),
-                redirect_uri: self.redirect_uri.clone(),
-                code_verifier: self.code_verifier.clone(),
-            }))
+        self.config.token_request(body)
     }
 
     fn parse_response<B: AsRef<[u8]>>(
