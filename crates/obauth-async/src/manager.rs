@@ -58,6 +58,8 @@ where
     settle(result, valid)
 }
 
+/// What fetches a new token; clients are cheap to clone (they share their pool).
+#[derive(Clone)]
 enum Fetcher {
     TrueLayer(TrueLayerClient, Scopes<truelayer::Scope>),
     Worldline(WorldlineClient, Scopes<worldline::Scope>),
@@ -119,20 +121,7 @@ impl TokenSource {
 
     /// Replaces the expiry policy; the cache starts empty.
     pub fn with_expiry_policy(self, policy: ExpiryPolicy) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| SourceInner {
-            fetcher: match &shared.fetcher {
-                Fetcher::TrueLayer(client, scopes) => {
-                    Fetcher::TrueLayer(client.clone(), scopes.clone())
-                }
-                Fetcher::Worldline(client, scopes) => {
-                    Fetcher::Worldline(client.clone(), scopes.clone())
-                }
-            },
-            key: shared.key.clone(),
-            policy,
-            flights: Flights::new(None),
-        });
-        Self::new(inner.fetcher, inner.key, policy)
+        Self::new(self.inner.fetcher.clone(), self.inner.key.clone(), policy)
     }
 
     /// What identifies this token: token URL, client id, scopes and auth method.

@@ -151,3 +151,19 @@ impl HttpTransport for ReqwestTransport {
         Ok(out)
     }
 }
+
+/// The transport a client builder ends up with: the caller's own, a reqwest transport over
+/// the caller's `reqwest::Client`, or obauth's default.
+pub(crate) fn choose(
+    transport: Option<std::sync::Arc<dyn HttpTransport>>,
+    client: Option<reqwest::Client>,
+    timeouts: Timeouts,
+) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
+    Ok(match (transport, client) {
+        (Some(transport), _) => transport,
+        (None, Some(client)) => {
+            std::sync::Arc::new(ReqwestTransport::with_client(client, timeouts))
+        }
+        (None, None) => std::sync::Arc::new(ReqwestTransport::new(timeouts)?),
+    })
+}

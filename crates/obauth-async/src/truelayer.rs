@@ -15,7 +15,7 @@ use obauth_types::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, Scopes,
 };
 
-use crate::transport::{HttpTransport, ReqwestTransport, Timeouts};
+use crate::transport::{self, HttpTransport, Timeouts};
 use crate::{Error, execute};
 
 /// A TrueLayer client. Cheap to clone; clones share the connection pool.
@@ -77,7 +77,7 @@ impl TrueLayerClientBuilder {
         self
     }
 
-    /// Sends through your own `reqwest::Client` (see [`ReqwestTransport::with_client`]).
+    /// Sends through your own `reqwest::Client` (see [`crate::ReqwestTransport::with_client`]).
     pub fn reqwest_client(mut self, client: reqwest::Client) -> Self {
         self.reqwest = Some(client);
         self
@@ -98,11 +98,7 @@ impl TrueLayerClientBuilder {
         if let Some(user_agent) = &self.user_agent {
             config = config.with_user_agent(user_agent)?;
         }
-        let transport: Arc<dyn HttpTransport> = match (self.transport, self.reqwest) {
-            (Some(transport), _) => transport,
-            (None, Some(client)) => Arc::new(ReqwestTransport::with_client(client, self.timeouts)),
-            (None, None) => Arc::new(ReqwestTransport::new(self.timeouts)?),
-        };
+        let transport = transport::choose(self.transport, self.reqwest, self.timeouts)?;
         Ok(TrueLayerClient {
             inner: Arc::new(Inner {
                 config,

@@ -9,7 +9,7 @@ use obauth_types::Scopes;
 use obauth_types::worldline::Scope;
 use obauth_types::worldline::token::TokenResponse;
 
-use crate::transport::{HttpTransport, ReqwestTransport, Timeouts};
+use crate::transport::{self, HttpTransport, Timeouts};
 use crate::{Error, execute};
 
 /// A Worldline client. Cheap to clone; clones share the connection pool.
@@ -85,11 +85,7 @@ impl WorldlineClientBuilder {
         if let Some(user_agent) = &self.user_agent {
             config = config.with_user_agent(user_agent)?;
         }
-        let transport: Arc<dyn HttpTransport> = match (self.transport, self.reqwest) {
-            (Some(transport), _) => transport,
-            (None, Some(client)) => Arc::new(ReqwestTransport::with_client(client, self.timeouts)),
-            (None, None) => Arc::new(ReqwestTransport::new(self.timeouts)?),
-        };
+        let transport = transport::choose(self.transport, self.reqwest, self.timeouts)?;
         Ok(WorldlineClient {
             inner: Arc::new(Inner {
                 config,

@@ -218,3 +218,17 @@ impl Resolver for CachingResolver {
         Ok(addrs)
     }
 }
+
+/// The transport a client builder ends up with: the caller's own, a ureq transport over
+/// the caller's agent, or obauth's default.
+pub(crate) fn choose(
+    transport: Option<std::sync::Arc<dyn HttpTransport>>,
+    agent: Option<ureq::Agent>,
+    timeouts: Timeouts,
+) -> std::sync::Arc<dyn HttpTransport> {
+    match (transport, agent) {
+        (Some(transport), _) => transport,
+        (None, Some(agent)) => std::sync::Arc::new(UreqTransport::with_agent(agent, timeouts)),
+        (None, None) => std::sync::Arc::new(UreqTransport::new(timeouts)),
+    }
+}

@@ -15,7 +15,7 @@ use obauth_types::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, Scopes,
 };
 
-use crate::transport::{HttpTransport, Timeouts, UreqTransport};
+use crate::transport::{self, HttpTransport, Timeouts};
 use crate::{Error, execute};
 
 /// A TrueLayer client. Cheap to clone; clones share the connection pool.
@@ -77,7 +77,7 @@ impl TrueLayerClientBuilder {
         self
     }
 
-    /// Sends through your own `ureq::Agent` (see [`UreqTransport::with_agent`]).
+    /// Sends through your own `ureq::Agent` (see [`crate::UreqTransport::with_agent`]).
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
         self.agent = Some(agent);
         self
@@ -98,11 +98,7 @@ impl TrueLayerClientBuilder {
         if let Some(user_agent) = &self.user_agent {
             config = config.with_user_agent(user_agent)?;
         }
-        let transport: Arc<dyn HttpTransport> = match (self.transport, self.agent) {
-            (Some(transport), _) => transport,
-            (None, Some(agent)) => Arc::new(UreqTransport::with_agent(agent, self.timeouts)),
-            (None, None) => Arc::new(UreqTransport::new(self.timeouts)),
-        };
+        let transport = transport::choose(self.transport, self.agent, self.timeouts);
         Ok(TrueLayerClient {
             inner: Arc::new(Inner {
                 config,

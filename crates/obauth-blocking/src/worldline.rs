@@ -9,7 +9,7 @@ use obauth_types::Scopes;
 use obauth_types::worldline::Scope;
 use obauth_types::worldline::token::TokenResponse;
 
-use crate::transport::{HttpTransport, Timeouts, UreqTransport};
+use crate::transport::{self, HttpTransport, Timeouts};
 use crate::{Error, execute};
 
 /// A Worldline client. Cheap to clone; clones share the connection pool.
@@ -85,11 +85,7 @@ impl WorldlineClientBuilder {
         if let Some(user_agent) = &self.user_agent {
             config = config.with_user_agent(user_agent)?;
         }
-        let transport: Arc<dyn HttpTransport> = match (self.transport, self.agent) {
-            (Some(transport), _) => transport,
-            (None, Some(agent)) => Arc::new(UreqTransport::with_agent(agent, self.timeouts)),
-            (None, None) => Arc::new(UreqTransport::new(self.timeouts)),
-        };
+        let transport = transport::choose(self.transport, self.agent, self.timeouts);
         Ok(WorldlineClient {
             inner: Arc::new(Inner {
                 config,
