@@ -32,5 +32,21 @@ mod tests {
         );
         let back: AccessToken = serde_json::from_str("\"abc\"").unwrap();
         assert_eq!(back.expose_secret(), "abc");
+        let escaped: AccessToken = serde_json::from_str(r#""a\"b""#).unwrap();
+        assert_eq!(escaped.expose_secret(), "a\"b");
+    }
+
+    #[test]
+    fn values_with_spare_capacity_are_kept_whole() {
+        let mut spare = String::with_capacity(64);
+        spare.push_str("token-value");
+        let token = AccessToken::from(spare);
+        assert_eq!(token.expose_secret(), "token-value");
+        assert_eq!(token.clone().expose_secret(), "token-value");
+
+        let exact = String::from("exact");
+        assert_eq!(exact.len(), exact.capacity());
+        assert_eq!(RefreshToken::new(exact).expose_secret(), "exact");
+        assert!(ClientSecret::new(String::new()).is_empty());
     }
 }
