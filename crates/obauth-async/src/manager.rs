@@ -11,7 +11,9 @@
 //! A failed fetch caches nothing. When a token is due but still valid, one caller
 //! refreshes it while the others keep being served the valid one. Nothing is spawned.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
@@ -56,6 +58,30 @@ where
         .await
         .clone();
     settle(result, valid)
+}
+
+/// What `access_token()` returns: ready at its first poll with the fresh token read when
+/// it was called, or the fetch, boxed so that the fresh case stays small. The fresh case
+/// holds the bare token rather than a finished `Result`: moving a `Result<_, Error>` in and
+/// out of a future costs more than the rest of the read.
+enum TokenRead<'a> {
+    Fresh(Option<AccessToken>),
+    Fetch(Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>),
+}
+
+impl Future for TokenRead<'_> {
+    type Output = Result<AccessToken, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            // Like any future (and `std::future::Ready`), it panics if polled again after
+            // it has completed: that is a bug in the caller's executor, not bad input.
+            TokenRead::Fresh(token) => Poll::Ready(Ok(token
+                .take()
+                .expect("access_token() future polled after completion"))),
+            TokenRead::Fetch(fetch) => fetch.as_mut().poll(cx),
+        }
+    }
 }
 
 /// What fetches a new token; clients are cheap to clone (they share their pool).
@@ -134,12 +160,9 @@ impl TokenSource {
     /// A fresh token is read when this is called, without a lock; the future is then ready at
     /// its first poll and small (the fetch, when one is needed, is boxed).
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
-        let fresh = self.inner.flights.fresh(Instant::now());
-        async move {
-            match fresh {
-                Ok(token) => Ok(token),
-                Err(_) => Box::pin(serve(&self.inner.flights, || self.fetch())).await,
-            }
+        match self.inner.flights.fresh(Instant::now()) {
+            Ok(token) => TokenRead::Fresh(Some(token)),
+            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner.flights, || self.fetch()))),
         }
     }
 
@@ -273,12 +296,9 @@ impl UserTokens {
     /// The access token: cached while fresh, refreshed once for all concurrent callers when
     /// due. [`Error::ReauthenticationRequired`] when the bank connection has expired.
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
-        let fresh = self.inner.flights.fresh(Instant::now());
-        async move {
-            match fresh {
-                Ok(token) => Ok(token),
-                Err(_) => Box::pin(serve(&self.inner.flights, || self.refresh())).await,
-            }
+        match self.inner.flights.fresh(Instant::now()) {
+            Ok(token) => TokenRead::Fresh(Some(token)),
+            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner.flights, || self.refresh()))),
         }
     }
 
