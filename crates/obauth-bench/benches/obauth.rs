@@ -14,7 +14,7 @@ use obauth_async::core::truelayer::{Environment, TrueLayerConfig};
 use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner, SigningCertificate};
 use obauth_async::core::{BaseUrl, Operation, OsRandom, RequestContext};
 use obauth_async::types::truelayer::Scope;
-use obauth_async::types::{AuthorizationCode, ClientSecret, CodeVerifier, Scopes};
+use obauth_async::types::{AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, Scopes};
 use obauth_bench::{TOKEN_JSON, requests, start_token_server};
 use rsa::signature::Signer;
 
@@ -288,9 +288,100 @@ fn ready<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// Row 4: a cached token read, 1 and 2 threads.
-fn cached_read(c: &mut Criterion, base: &str) {
-    let mut group = c.benchmark_group("cached_read");
+/// How far the heap is shifted before a measuring thread starts, for thread `thread` of
+/// round `round`: the speed of copying the token (the read's biggest part) depends on
+/// where the allocator puts the copy, and a new thread would otherwise put it at the same
+/// place every round; shifting it spreads the rounds over many placements, so that the
+/// medians are not one placement's luck.
+fn heap_shift(round: usize, thread: usize) -> usize {
+    (round * 7 + thread * 3) % 32 * 112
+}
+
+/// Runs `measure` on a new thread whose heap is shifted by `shift` bytes first.
+fn on_shifted_thread<R: Send>(shift: usize, measure: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let padding = black_box(vec![0u8; shift]);
+                let result = measure();
+                drop(padding);
+                result
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+/// Nanoseconds per call of `read`, over `block` calls.
+fn per_call(block: u32, read: &dyn Fn()) -> f64 {
+    let began = Instant::now();
+    for _ in 0..block {
+        read();
+    }
+    began.elapsed().as_secs_f64() * 1e9 / f64::from(block)
+}
+
+/// Throughput of `read` on `threads` threads started together and stopped together after
+/// `window`: the sum of the threads' calls per second. (Giving each thread a fixed number
+/// of calls and timing the slowest would measure the slower thread's placement instead.)
+fn throughput(threads: usize, round: usize, window: Duration, read: &(dyn Fn() + Sync)) -> f64 {
+    let start = std::sync::Barrier::new(threads + 1);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (start, stop) = (&start, &stop);
+                scope.spawn(move || {
+                    let padding = black_box(vec![0u8; heap_shift(round, thread)]);
+                    start.wait();
+                    let began = Instant::now();
+                    let mut calls = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for _ in 0..256 {
+                            read();
+                        }
+                        calls += 256;
+                    }
+                    let rate = calls as f64 / began.elapsed().as_secs_f64();
+                    drop(padding);
+                    rate
+                })
+            })
+            .collect();
+        start.wait();
+        std::thread::sleep(window);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap())
+            .sum()
+    })
+}
+
+/// The 2-thread / 1-thread throughput ratio of `read` in `round`, the two orders
+/// alternating between rounds; returns (1 thread, 2 threads, ratio).
+fn scaling(round: usize, window: Duration, read: &(dyn Fn() + Sync)) -> (f64, f64, f64) {
+    let (one, two) = if round.is_multiple_of(2) {
+        let one = throughput(1, round, window, read);
+        (one, throughput(2, round, window, read))
+    } else {
+        let two = throughput(2, round, window, read);
+        (throughput(1, round, window, read), two)
+    };
+    (one, two, two / one)
+}
+
+fn median_f64(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Row 4: a cached token read, measured by hand so that the blocks alternate like the
+/// paired rows. Each round times the blocking and the async read on one thread, then the
+/// throughput of one thread and of two; every measuring thread starts with its heap
+/// shifted (see [`heap_shift`]). 4c′ runs the same scaling measurement on the read's work
+/// done on thread-private data: what this machine gives that work when nothing is shared.
+fn cached_read(base: &str, rounds: usize, block: u32, window: Duration) -> serde_json::Value {
     let scopes = Scopes::from([Scope::Payments]);
     let blocking = obauth_blocking::TokenSource::truelayer(
         obauth_blocking::TrueLayerClient::builder(
@@ -303,34 +394,6 @@ fn cached_read(c: &mut Criterion, base: &str) {
         scopes.clone(),
     );
     blocking.access_token().unwrap();
-    group.bench_function("blocking_1_thread", |b| {
-        b.iter(|| blocking.access_token().unwrap())
-    });
-    group.bench_function("blocking_2_threads", |b| {
-        b.iter_custom(|iters| {
-            let start = std::sync::Barrier::new(2);
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..2)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            start.wait();
-                            let began = Instant::now();
-                            for _ in 0..iters {
-                                black_box(blocking.access_token().unwrap());
-                            }
-                            began.elapsed()
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| w.join().unwrap())
-                    .max()
-                    .unwrap()
-            })
-        })
-    });
-
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -346,10 +409,46 @@ fn cached_read(c: &mut Criterion, base: &str) {
         scopes,
     );
     runtime.block_on(source.access_token()).unwrap();
-    group.bench_function("async_1_thread", |b| {
-        b.iter(|| ready(source.access_token()).unwrap())
-    });
-    group.finish();
+
+    let read_blocking = || {
+        black_box(blocking.access_token().unwrap());
+    };
+    let read_async = || {
+        black_box(ready(source.access_token()).unwrap());
+    };
+    // The read's own work on thread-private data: a clock read and a copy of a 1 KB
+    // token (allocated, copied, wiped and freed), with nothing shared between threads.
+    let control = || {
+        thread_local! {
+            static TOKEN: AccessToken = AccessToken::new("t".repeat(1016));
+        }
+        black_box(Instant::now());
+        TOKEN.with(|token| black_box(token.clone()));
+    };
+    let (mut sync_reads, mut async_reads) = (Vec::new(), Vec::new());
+    let (mut one, mut two, mut ratios, mut control_ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        sync_reads.push(on_shifted_thread(heap_shift(round, 0), || {
+            per_call(block, &read_blocking)
+        }));
+        async_reads.push(on_shifted_thread(heap_shift(round, 1), || {
+            per_call(block, &read_async)
+        }));
+        let (a, b, ratio) = scaling(round, window, &read_blocking);
+        one.push(a);
+        two.push(b);
+        ratios.push(ratio);
+        control_ratios.push(scaling(round, window, &control).2);
+    }
+    serde_json::json!({
+        "blocking_ns": median_f64(sync_reads),
+        "async_ns": median_f64(async_reads),
+        "one_thread_per_s": median_f64(one),
+        "two_threads_per_s": median_f64(two),
+        "scaling": median_f64(ratios),
+        "control_scaling": median_f64(control_ratios),
+    })
 }
 
 /// Row 6: measured by hand, written to target/obauth-bench/extras.json.
@@ -458,11 +557,15 @@ fn main() {
     for pair in &pairs {
         criterion_pair(&mut criterion, pair);
     }
-    cached_read(&mut criterion, &base);
     criterion.final_summary();
 
     let rounds = if smoke { 1 } else { 21 };
     let mut extras = extras(&base, smoke);
+    extras["cached_read"] = if smoke {
+        cached_read(&base, 1, 100, Duration::from_millis(1))
+    } else {
+        cached_read(&base, 31, 200_000, Duration::from_millis(100))
+    };
     for pair in &pairs {
         extras[format!("paired_{}", pair.group)] = paired(pair, rounds);
     }

@@ -12,8 +12,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-/// The token answer every request gets.
-pub const TOKEN_JSON: &str = r#"{"access_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJiZW5jaCJ9.c2lnbmF0dXJl","expires_in":3600,"token_type":"Bearer","scope":"payments"}"#;
+/// The token answer every request gets. The access token is a JWT of about 1 KB, the size
+/// of a real TrueLayer access token (a short placeholder would hide the per-byte costs of
+/// copying and zeroing a token on every read).
+pub const TOKEN_JSON: &str = concat!(
+    r#"{"access_token":"eyJhbGciOiJSUzI1NiIsImtpZCI6IjE0RUI4QTNCNjgzN0Y2MTU4RUQ3MjE0MTM2M0UzNjk4MEI2QTREMzkiLCJ0eXAiOiJhdCtqd3QiLCJ4NXQiOiJGT3VLTzJnMzloV08xeUZCTmo0Mm1BdHFUVGsifQ.eyJpc3MiOiJodHRwczovL2F1dGgudHJ1ZWxheWVyLmNvbSIsIm5iZiI6MTc5NTI3NjgwMCwiaWF0IjoxNzk1Mjc2ODAwLCJleHAiOjE3OTUyODA0MDAsImF1ZCI6Imh0dHBzOi8vYXV0aC50cnVlbGF5ZXIuY29tL2FwaSIsInNjb3BlIjpbInBheW1lbnRzIiwicGF5ZGlyZWN0IiwibWFuZGF0ZXMiLCJyZWN1cnJpbmdfcGF5bWVudHM6c3dlZXBpbmciXSwiYW1yIjpbImNsaWVudF9jcmVkZW50aWFscyJdLCJjbGllbnRfaWQiOiJzYW5kYm94LW9iYXV0aC1iZW5jaC01ZjJjMWUiLCJqdGkiOiI5RjZBMUMyQjdFNEQzQTVCOEMwRDFFMkYzQTRCNUM2RCIsInRsOmVudmlyb25tZW50Ijoic2FuZGJveCIsInRsOmNsaWVudF90eXBlIjoibWVyY2hhbnQiLCJ0bDpwcm92aWRlcl9pZHMiOltdfQ.ruUdMVFh9OkVOGjozMhOKTOx330xZOLltmVaDxo3rIioZrtLBXrtxNd9TvHxuNgIukVVQDkA3Yfrg8BH0p4v667lHTFRYfTpFTho6MzITikzsd99MWTi5bZlWg8aN6yIqGa7SwV67cTXfU7x8bjYCLpFVUA5AN2H64PAR9KeL-uu5R0xUWH06RU4aOjMyE4pM7HffTFk4uW2ZVoPGjesiKhmu0sFeu3E131O8fG42Ai6RVVAOQDdh-uDwEfSni_rruUdMVFh9OkVOGjozMhOKTOx330xZOLltmVaDxo3rIioZrtLBXrtxNd9TvHxuNgIukVVQDkA3Yfrg8BH0p4v6w","#,
+    r#""expires_in":3600,"token_type":"Bearer","scope":"payments"}"#
+);
 
 static REQUESTS: AtomicUsize = AtomicUsize::new(0);
 
