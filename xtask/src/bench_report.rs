@@ -210,7 +210,7 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
     let _ = writeln!(
         out,
         "Written by `cargo xtask bench` from one run. Rows 1, 2, 3 and 5 are paired: blocks \
-         of obauth and of the reference alternate (21 rounds, order swapped each round) and \
+         of obauth and of the reference alternate (101 rounds, order swapped each round) and \
          the ratio is the median of the per-round ratios, so that the drifts of a shared \
          machine hit both sides alike; the times are the medians per call. Row 4 alternates \
          the same way (31 rounds): 4a and 4b are blocks of 200,000 reads; 4c compares the \

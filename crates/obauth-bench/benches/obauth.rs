@@ -559,7 +559,7 @@ fn main() {
     }
     criterion.final_summary();
 
-    let rounds = if smoke { 1 } else { 21 };
+    let rounds = if smoke { 1 } else { 101 };
     let mut extras = extras(&base, smoke);
     extras["cached_read"] = if smoke {
         cached_read(&base, 1, 100, Duration::from_millis(1))
