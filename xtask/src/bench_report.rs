@@ -239,8 +239,8 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
     }
     let _ = writeln!(
         out,
-        "\nReproduce: `cargo xtask bench` (about two minutes on 2 cores after the release \
-         build). The benchmarks live in `crates/obauth-bench`; oauth2-rs is a dev-dependency \
+        "\nReproduce: `cargo xtask bench` (3½ minutes on a fresh clone with 2 cores, the \
+         release build included; under 2 minutes after it). The benchmarks live in `crates/obauth-bench`; oauth2-rs is a dev-dependency \
          there only. `.ci/run` runs them once each in smoke mode (`cargo xtask bench --smoke`).\n"
     );
     let _ = writeln!(out, "## Notes on the rows\n");
