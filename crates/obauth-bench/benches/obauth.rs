@@ -14,7 +14,7 @@ use obauth_async::core::truelayer::{Environment, TrueLayerConfig};
 use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner, SigningCertificate};
 use obauth_async::core::{BaseUrl, Operation, OsRandom, RequestContext};
 use obauth_async::types::truelayer::Scope;
-use obauth_async::types::{AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, Scopes};
+use obauth_async::types::{AuthorizationCode, ClientSecret, CodeVerifier, Scopes};
 use obauth_bench::{TOKEN_JSON, requests, start_token_server};
 use rsa::signature::Signer;
 
@@ -257,7 +257,7 @@ fn paired(pair: &Pair, rounds: usize) -> serde_json::Value {
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         // Swap the order every round so neither side always runs first.
-        let (a, b) = if round % 2 == 0 {
+        let (a, b) = if round.is_multiple_of(2) {
             let a = time(&*pair.obauth, pair.block);
             (a, time(&*pair.reference, pair.block))
         } else {
@@ -291,10 +291,11 @@ fn ready<F: Future>(future: F) -> F::Output {
 /// How far the heap is shifted before a measuring thread starts, for thread `thread` of
 /// round `round`: the speed of copying the token (the read's biggest part) depends on
 /// where the allocator puts the copy, and a new thread would otherwise put it at the same
-/// place every round; shifting it spreads the rounds over many placements, so that the
-/// medians are not one placement's luck.
+/// place every round. The shifts step through a 4 KB page in 16-byte steps (the
+/// allocator's granularity) in a scattered order, so that the rounds sample placements
+/// across the whole page and the medians are not one placement's luck.
 fn heap_shift(round: usize, thread: usize) -> usize {
-    (round * 7 + thread * 3) % 32 * 112
+    (round * 97 + thread * 131) % 256 * 16
 }
 
 /// Runs `measure` on a new thread whose heap is shifted by `shift` bytes first.
@@ -321,52 +322,71 @@ fn per_call(block: u32, read: &dyn Fn()) -> f64 {
     began.elapsed().as_secs_f64() * 1e9 / f64::from(block)
 }
 
-/// Throughput of `read` on `threads` threads started together and stopped together after
-/// `window`: the sum of the threads' calls per second. (Giving each thread a fixed number
-/// of calls and timing the slowest would measure the slower thread's placement instead.)
-fn throughput(threads: usize, round: usize, window: Duration, read: &(dyn Fn() + Sync)) -> f64 {
-    let start = std::sync::Barrier::new(threads + 1);
+/// Calls per second of `read` on one thread per entry of `threads` (each starting with
+/// the heap shift of its entry), released together and told to stop after `window`: all
+/// the threads' calls divided by the time from the release to the last thread's stop, so
+/// that a thread scheduled late counts against the throughput. (Giving each thread a fixed
+/// number of calls and timing the slowest would measure the slower thread's placement
+/// instead.) `read` gets the thread's entry.
+fn throughput(
+    threads: &[usize],
+    round: usize,
+    window: Duration,
+    read: &(dyn Fn(usize) + Sync),
+) -> f64 {
+    let start = std::sync::Barrier::new(threads.len() + 1);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|thread| {
+        let workers: Vec<_> = threads
+            .iter()
+            .map(|&thread| {
                 let (start, stop) = (&start, &stop);
                 scope.spawn(move || {
                     let padding = black_box(vec![0u8; heap_shift(round, thread)]);
                     start.wait();
-                    let began = Instant::now();
                     let mut calls = 0u64;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    loop {
                         for _ in 0..256 {
-                            read();
+                            read(thread);
                         }
                         calls += 256;
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
                     }
-                    let rate = calls as f64 / began.elapsed().as_secs_f64();
+                    let stopped = Instant::now();
                     drop(padding);
-                    rate
+                    (calls, stopped)
                 })
             })
             .collect();
         start.wait();
+        let released = Instant::now();
         std::thread::sleep(window);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        workers
+        let (calls, last_stop) = workers
             .into_iter()
             .map(|worker| worker.join().unwrap())
-            .sum()
+            .fold((0, released), |(total, last), (calls, stopped)| {
+                (total + calls, last.max(stopped))
+            });
+        calls as f64 / last_stop.duration_since(released).as_secs_f64()
     })
 }
 
-/// The 2-thread / 1-thread throughput ratio of `read` in `round`, the two orders
-/// alternating between rounds; returns (1 thread, 2 threads, ratio).
-fn scaling(round: usize, window: Duration, read: &(dyn Fn() + Sync)) -> (f64, f64, f64) {
+/// The 2-thread / 1-thread throughput ratio of `read` in `round`: threads 0 and 1 each
+/// alone (their mean is the 1-thread throughput) and then together, with the same heap
+/// placements, so that the ratio compares the same work and not two placements' luck; the
+/// order alternates between rounds. Returns (1 thread, 2 threads, ratio).
+fn scaling(round: usize, window: Duration, read: &(dyn Fn(usize) + Sync)) -> (f64, f64, f64) {
+    let alone =
+        || (throughput(&[0], round, window, read) + throughput(&[1], round, window, read)) / 2.0;
     let (one, two) = if round.is_multiple_of(2) {
-        let one = throughput(1, round, window, read);
-        (one, throughput(2, round, window, read))
+        let one = alone();
+        (one, throughput(&[0, 1], round, window, read))
     } else {
-        let two = throughput(2, round, window, read);
-        (throughput(1, round, window, read), two)
+        let two = throughput(&[0, 1], round, window, read);
+        (alone(), two)
     };
     (one, two, two / one)
 }
@@ -376,14 +396,17 @@ fn median_f64(mut samples: Vec<f64>) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// Row 4: a cached token read, measured by hand so that the blocks alternate like the
-/// paired rows. Each round times the blocking and the async read on one thread, then the
-/// throughput of one thread and of two; every measuring thread starts with its heap
-/// shifted (see [`heap_shift`]). 4c′ runs the same scaling measurement on the read's work
-/// done on thread-private data: what this machine gives that work when nothing is shared.
-fn cached_read(base: &str, rounds: usize, block: u32, window: Duration) -> serde_json::Value {
-    let scopes = Scopes::from([Scope::Payments]);
-    let blocking = obauth_blocking::TokenSource::truelayer(
+/// How row 4 is measured.
+struct ReadSettings {
+    rounds: usize,
+    /// Reads per block for 4a and 4b.
+    block: u32,
+    /// How long the threads of 4c read.
+    window: Duration,
+}
+
+fn blocking_source(base: &str) -> obauth_blocking::TokenSource {
+    let source = obauth_blocking::TokenSource::truelayer(
         obauth_blocking::TrueLayerClient::builder(
             Environment::Custom(BaseUrl::parse(base).unwrap()),
             "client-id",
@@ -391,9 +414,20 @@ fn cached_read(base: &str, rounds: usize, block: u32, window: Duration) -> serde
         .client_secret(ClientSecret::new("client-secret"))
         .build()
         .unwrap(),
-        scopes.clone(),
+        Scopes::from([Scope::Payments]),
     );
-    blocking.access_token().unwrap();
+    source.access_token().unwrap();
+    source
+}
+
+/// Row 4: a cached token read, measured by hand in rounds whose blocks alternate their
+/// order like the paired rows: the blocking and the async read on one thread each, then
+/// the throughput of one thread and of two, on one shared source (4c) and on a source of
+/// each thread's own (4c′, the same code with nothing shared). Every measuring thread
+/// starts with its heap shifted (see [`heap_shift`]).
+fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
+    let shared = blocking_source(base);
+    let own = [blocking_source(base), blocking_source(base)];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -406,42 +440,56 @@ fn cached_read(base: &str, rounds: usize, block: u32, window: Duration) -> serde
         .client_secret(ClientSecret::new("client-secret"))
         .build()
         .unwrap(),
-        scopes,
+        Scopes::from([Scope::Payments]),
     );
     runtime.block_on(source.access_token()).unwrap();
 
     let read_blocking = || {
-        black_box(blocking.access_token().unwrap());
+        black_box(shared.access_token().unwrap());
     };
     let read_async = || {
         black_box(ready(source.access_token()).unwrap());
     };
-    // The read's own work on thread-private data: a clock read and a copy of a 1 KB
-    // token (allocated, copied, wiped and freed), with nothing shared between threads.
-    let control = || {
-        thread_local! {
-            static TOKEN: AccessToken = AccessToken::new("t".repeat(1016));
-        }
-        black_box(Instant::now());
-        TOKEN.with(|token| black_box(token.clone()));
+    let read_shared = |_thread: usize| {
+        black_box(shared.access_token().unwrap());
+    };
+    let read_own = |thread: usize| {
+        black_box(own[thread].access_token().unwrap());
     };
     let (mut sync_reads, mut async_reads) = (Vec::new(), Vec::new());
     let (mut one, mut two, mut ratios, mut control_ratios) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        sync_reads.push(on_shifted_thread(heap_shift(round, 0), || {
-            per_call(block, &read_blocking)
-        }));
-        async_reads.push(on_shifted_thread(heap_shift(round, 1), || {
-            per_call(block, &read_async)
-        }));
-        let (a, b, ratio) = scaling(round, window, &read_blocking);
+    let block = settings.block;
+    for round in 0..settings.rounds {
+        let time_sync =
+            || on_shifted_thread(heap_shift(round, 0), || per_call(block, &read_blocking));
+        let time_async =
+            || on_shifted_thread(heap_shift(round, 1), || per_call(block, &read_async));
+        let (sync, asynchronous) = if round.is_multiple_of(2) {
+            let sync = time_sync();
+            (sync, time_async())
+        } else {
+            let asynchronous = time_async();
+            (time_sync(), asynchronous)
+        };
+        sync_reads.push(sync);
+        async_reads.push(asynchronous);
+        let ((a, b, ratio), control) = if round.is_multiple_of(2) {
+            let measured = scaling(round, settings.window, &read_shared);
+            (measured, scaling(round, settings.window, &read_own).2)
+        } else {
+            let control = scaling(round, settings.window, &read_own).2;
+            (scaling(round, settings.window, &read_shared), control)
+        };
         one.push(a);
         two.push(b);
         ratios.push(ratio);
-        control_ratios.push(scaling(round, window, &control).2);
+        control_ratios.push(control);
     }
     serde_json::json!({
+        "rounds": settings.rounds,
+        "block": settings.block,
+        "window_ms": settings.window.as_millis() as u64,
         "blocking_ns": median_f64(sync_reads),
         "async_ns": median_f64(async_reads),
         "one_thread_per_s": median_f64(one),
@@ -561,11 +609,25 @@ fn main() {
 
     let rounds = if smoke { 1 } else { 101 };
     let mut extras = extras(&base, smoke);
-    extras["cached_read"] = if smoke {
-        cached_read(&base, 1, 100, Duration::from_millis(1))
-    } else {
-        cached_read(&base, 31, 200_000, Duration::from_millis(100))
-    };
+    extras["paired_rounds"] = rounds.into();
+    extras["cached_read"] = cached_read(
+        &base,
+        &if smoke {
+            ReadSettings {
+                rounds: 1,
+                block: 100,
+                window: Duration::from_millis(1),
+            }
+        } else {
+            // Many short rounds rather than few long ones, so that a burst of load from
+            // the host's other tenants lands in a few rounds, not in one side's median.
+            ReadSettings {
+                rounds: 61,
+                block: 200_000,
+                window: Duration::from_millis(50),
+            }
+        },
+    );
     for pair in &pairs {
         extras[format!("paired_{}", pair.group)] = paired(pair, rounds);
     }

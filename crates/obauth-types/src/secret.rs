@@ -37,16 +37,26 @@ mod tests {
     }
 
     #[test]
-    fn values_with_spare_capacity_are_kept_whole() {
+    fn values_are_held_at_their_exact_length() {
+        // Spare capacity: copied into an exact allocation (made while the original is still
+        // alive, so the two addresses must differ), and the original wiped and freed.
         let mut spare = String::with_capacity(64);
         spare.push_str("token-value");
+        let original = spare.as_ptr();
         let token = AccessToken::from(spare);
         assert_eq!(token.expose_secret(), "token-value");
+        assert_ne!(token.expose_secret().as_ptr(), original);
         assert_eq!(token.clone().expose_secret(), "token-value");
 
-        let exact = String::from("exact");
-        assert_eq!(exact.len(), exact.capacity());
-        assert_eq!(RefreshToken::new(exact).expose_secret(), "exact");
+        // No spare capacity: the buffer is kept as it is, without a copy.
+        let mut exact = String::with_capacity(5);
+        exact.push_str("exact");
+        let (original, was_exact) = (exact.as_ptr(), exact.len() == exact.capacity());
+        let token = RefreshToken::new(exact);
+        assert_eq!(token.expose_secret(), "exact");
+        if was_exact {
+            assert_eq!(token.expose_secret().as_ptr(), original);
+        }
         assert!(ClientSecret::new(String::new()).is_empty());
     }
 }
