@@ -85,37 +85,21 @@ impl ReqwestTransport {
     }
 }
 
-/// Whether reqwest answered for the URL obauth asked for (no redirect was followed).
-fn same_target(answered: &reqwest::Url, sent: &http::Uri) -> bool {
-    let default_port = |scheme: Option<&str>| match scheme {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
-    };
-    answered.scheme() == sent.scheme_str().unwrap_or_default()
-        && answered
-            .host_str()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            == sent
-                .host()
-                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-        && answered.port_or_known_default()
-            == sent.port_u16().or_else(|| default_port(sent.scheme_str()))
-        && answered.path() == sent.path()
-}
-
 #[async_trait]
 impl HttpTransport for ReqwestTransport {
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
-        let sent = request.uri().clone();
+        self.timeouts.check()?;
         let mut request = reqwest::Request::try_from(request).map_err(|error| self.error(error))?;
+        // Compared with the URL reqwest answers for, as reqwest parsed it (host lowercased,
+        // path normalised): any difference means it followed a redirect.
+        let sent = request.url().clone();
         *request.timeout_mut() = Some(self.timeouts.total);
         let mut response = self
             .client
             .execute(request)
             .await
             .map_err(|error| self.error(error))?;
-        if !same_target(response.url(), &sent) {
+        if *response.url() != sent {
             return Err(Error::Transport(TransportError::new(
                 TransportErrorKind::RedirectFollowed,
                 "the HTTP client followed a redirect; build it with redirect(Policy::none())",
@@ -159,6 +143,9 @@ pub(crate) fn choose(
     client: Option<reqwest::Client>,
     timeouts: Timeouts,
 ) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
+    if transport.is_none() {
+        timeouts.check()?;
+    }
     Ok(match (transport, client) {
         (Some(transport), _) => transport,
         (None, Some(client)) => {

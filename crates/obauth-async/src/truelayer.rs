@@ -65,7 +65,8 @@ impl TrueLayerClientBuilder {
         self
     }
 
-    /// Connect and total timeouts per attempt (defaults: 10 s and 30 s).
+    /// Connect and total timeouts per attempt (defaults: 10 s and 30 s). Each must be above
+    /// zero and at most [`Timeouts::MAX`] (an hour); `build` refuses others.
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self

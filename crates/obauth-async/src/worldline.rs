@@ -54,7 +54,8 @@ impl WorldlineClientBuilder {
         self
     }
 
-    /// Connect and total timeouts per attempt (defaults: 10 s and 30 s).
+    /// Connect and total timeouts per attempt (defaults: 10 s and 30 s). Each must be above
+    /// zero and at most [`Timeouts::MAX`] (an hour); `build` refuses others.
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self

@@ -879,3 +879,150 @@ async fn the_mock_refuses_replayed_expired_and_long_lived_assertions() {
         .unwrap_err();
     assert!(error.to_string().contains("lifetime"), "{error}");
 }
+
+/// A server on its own thread that answers every request with a 307 to `location`.
+fn redirecting_server(location: String) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            // Read the head and the (small, content-length) body.
+            while let Ok(n) = stream.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_caller_client_that_follows_redirects_is_caught() {
+    let mock = MockServer::start();
+    let redirector = redirecting_server(format!("{}/connect/token", mock.base_url()));
+    // A client with reqwest's default policy, which follows a 307 and re-sends the body
+    // (and its client secret) to wherever the Location points.
+    let following = reqwest::Client::new();
+    let client = TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(&format!("http://{redirector}")).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+    .retry_policy(RetryPolicy::never())
+    .reqwest_client(following)
+    .build()
+    .unwrap();
+    let error = client
+        .client_credentials(Scopes::from([Scope::Payments]))
+        .await
+        .unwrap_err();
+    match &error {
+        Error::Transport(transport) => {
+            assert_eq!(
+                transport.kind(),
+                TransportErrorKind::RedirectFollowed,
+                "{error}"
+            )
+        }
+        other => panic!("expected RedirectFollowed, got {other:?}"),
+    }
+
+    // obauth's own client does not follow it: the 307 is an unexpected answer.
+    let own = TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(&format!("http://{redirector}")).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+    .retry_policy(RetryPolicy::never())
+    .build()
+    .unwrap();
+    let error = own
+        .client_credentials(Scopes::from([Scope::Payments]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.status(),
+        Some(http::StatusCode::TEMPORARY_REDIRECT),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn urls_that_reqwest_normalises_are_not_mistaken_for_redirects() {
+    use obauth_async::{HttpTransport, ReqwestTransport};
+    let mock = MockServer::start();
+    let transport = ReqwestTransport::new(Timeouts {
+        connect: Duration::from_secs(2),
+        total: Duration::from_secs(5),
+    })
+    .unwrap();
+    // reqwest parses `/./connect/token` into `/connect/token` and lowercases the scheme:
+    // the answer comes from the URL it sent, which is no redirect.
+    let url = format!("{}/./connect/token", mock.base_url()).replacen("http:", "HTTP:", 1);
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(b"{}".to_vec())
+        .unwrap();
+    let response = transport.send(request).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn unbounded_or_zero_timeouts_are_refused() {
+    use obauth_async::{HttpTransport, ReqwestTransport};
+    let mock = MockServer::start();
+    for timeouts in [
+        Timeouts {
+            connect: Duration::from_secs(1),
+            total: Duration::MAX,
+        },
+        Timeouts {
+            connect: Duration::ZERO,
+            total: Duration::from_secs(1),
+        },
+    ] {
+        let built = TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+            obauth_mock::TRUELAYER_CLIENT_ID,
+        )
+        .timeouts(timeouts)
+        .build();
+        assert!(matches!(built, Err(Error::InvalidInput(_))), "{timeouts:?}");
+
+        // A transport over a caller's client refuses them when sending: tokio would
+        // quietly treat `Duration::MAX` as no timeout at all.
+        let transport = ReqwestTransport::with_client(reqwest::Client::new(), timeouts);
+        let request = http::Request::post(format!("{}/connect/token", mock.base_url()))
+            .body(Vec::new())
+            .unwrap();
+        assert!(
+            matches!(transport.send(request).await, Err(Error::InvalidInput(_))),
+            "{timeouts:?}"
+        );
+    }
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
+}

@@ -763,3 +763,39 @@ fn a_refused_refresh_token_asks_for_reauthentication() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn unbounded_or_zero_timeouts_are_refused_not_panicked_on() {
+    use obauth_blocking::{HttpTransport, UreqTransport};
+    let mock = MockServer::start();
+    for timeouts in [
+        Timeouts {
+            connect: Duration::from_secs(1),
+            total: Duration::MAX,
+        },
+        Timeouts {
+            connect: Duration::ZERO,
+            total: Duration::from_secs(1),
+        },
+    ] {
+        let built = TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+            obauth_mock::TRUELAYER_CLIENT_ID,
+        )
+        .timeouts(timeouts)
+        .build();
+        assert!(matches!(built, Err(Error::InvalidInput(_))), "{timeouts:?}");
+
+        // A transport built directly refuses them when sending (ureq would panic adding
+        // `Duration::MAX` to an `Instant`).
+        let transport = UreqTransport::new(timeouts);
+        let request = http::Request::post(format!("{}/connect/token", mock.base_url()))
+            .body(Vec::new())
+            .unwrap();
+        assert!(
+            matches!(transport.send(request), Err(Error::InvalidInput(_))),
+            "{timeouts:?}"
+        );
+    }
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
+}

@@ -155,6 +155,9 @@ impl Default for UreqTransport {
 
 impl HttpTransport for UreqTransport {
     fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+        // ureq adds the timeouts to `Instant`s, which panics on overflow: refuse them here
+        // too, for transports built directly rather than through a client builder.
+        self.timeouts.check()?;
         // Whatever agent we were given, these settings hold for obauth's requests.
         let response = if self.configure_each_request {
             let request = self
@@ -225,10 +228,13 @@ pub(crate) fn choose(
     transport: Option<std::sync::Arc<dyn HttpTransport>>,
     agent: Option<ureq::Agent>,
     timeouts: Timeouts,
-) -> std::sync::Arc<dyn HttpTransport> {
-    match (transport, agent) {
+) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
+    if transport.is_none() {
+        timeouts.check()?;
+    }
+    Ok(match (transport, agent) {
         (Some(transport), _) => transport,
         (None, Some(agent)) => std::sync::Arc::new(UreqTransport::with_agent(agent, timeouts)),
         (None, None) => std::sync::Arc::new(UreqTransport::new(timeouts)),
-    }
+    })
 }

@@ -54,7 +54,8 @@ impl WorldlineClientBuilder {
         self
     }
 
-    /// Connect and total timeouts per attempt (defaults: 10 s and 30 s).
+    /// Connect and total timeouts per attempt (defaults: 10 s and 30 s). Each must be above
+    /// zero and at most [`Timeouts::MAX`] (an hour); `build` refuses others.
     pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
         self
@@ -85,7 +86,7 @@ impl WorldlineClientBuilder {
         if let Some(user_agent) = &self.user_agent {
             config = config.with_user_agent(user_agent)?;
         }
-        let transport = transport::choose(self.transport, self.agent, self.timeouts);
+        let transport = transport::choose(self.transport, self.agent, self.timeouts)?;
         Ok(WorldlineClient {
             inner: Arc::new(Inner {
                 config,

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{Request, Response};
 
-use crate::error::Error;
+use crate::error::{Error, InvalidInput};
 use crate::operation::{Operation, RequestContext};
 use crate::random::{RandomSource, random_u64};
 use crate::retry::{Failure, RetryDecision, RetryPolicy};
@@ -29,6 +29,31 @@ pub struct Timeouts {
     pub connect: Duration,
     /// The whole attempt, from sending to the last body byte. Default 30 s.
     pub total: Duration,
+}
+
+impl Timeouts {
+    /// The longest timeout obauth accepts: one hour.
+    pub const MAX: Duration = Duration::from_secs(3600);
+
+    /// Checks that both timeouts are above zero and at most [`Timeouts::MAX`]. A zero
+    /// timeout would fail every call, and an enormous one (`Duration::MAX` for "no
+    /// timeout") is no timeout at all and makes some clients' deadline arithmetic
+    /// overflow; the bindings refuse both when a client is built and when a request is
+    /// sent.
+    pub fn check(&self) -> Result<(), InvalidInput> {
+        for (what, timeout) in [
+            ("connect timeout", self.connect),
+            ("total timeout", self.total),
+        ] {
+            if timeout.is_zero() || timeout > Self::MAX {
+                return Err(InvalidInput::new(
+                    what,
+                    "must be above zero and at most one hour",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Timeouts {
@@ -116,6 +141,33 @@ mod tests {
     use crate::error::{TimeoutError, TimeoutPhase, TransportError, TransportErrorKind};
     use crate::random::OsRandom;
     use crate::truelayer::{Environment, TrueLayerConfig};
+
+    #[test]
+    fn timeouts_must_be_above_zero_and_at_most_an_hour() {
+        assert!(Timeouts::default().check().is_ok());
+        let at = |connect, total| Timeouts { connect, total }.check();
+        assert!(at(Timeouts::MAX, Timeouts::MAX).is_ok());
+        assert!(at(Duration::from_millis(1), Duration::from_millis(1)).is_ok());
+        assert_eq!(
+            at(Duration::ZERO, Duration::from_secs(1))
+                .unwrap_err()
+                .what(),
+            "connect timeout"
+        );
+        assert_eq!(
+            at(Duration::from_secs(1), Duration::MAX)
+                .unwrap_err()
+                .what(),
+            "total timeout"
+        );
+        assert!(
+            at(
+                Duration::from_secs(1),
+                Timeouts::MAX + Duration::from_nanos(1)
+            )
+            .is_err()
+        );
+    }
 
     fn config() -> TrueLayerConfig {
         TrueLayerConfig::new(Environment::Sandbox, "id")

@@ -51,6 +51,15 @@ impl BaseUrl {
             return Err(InvalidInput::new(WHAT, "must not have a query or fragment"));
         }
         let path = uri.path().trim_end_matches('/');
+        if path.split('/').any(is_dot_segment) {
+            return Err(InvalidInput::new(
+                WHAT,
+                "must not contain `.` or `..` path segments",
+            ));
+        }
+        // Host names are case-insensitive; HTTP clients lowercase them, so the URL obauth
+        // builds is the URL they send to.
+        let authority = authority.as_str().to_ascii_lowercase();
         Ok(BaseUrl(format!("{scheme}://{authority}{path}")))
     }
 
@@ -89,6 +98,13 @@ impl BaseUrl {
             Some(path_and_query.map_err(|_| InvalidInput::new("query", "could not be encoded"))?);
         Uri::from_parts(parts).map_err(|_| InvalidInput::new("URL", "could not be built"))
     }
+}
+
+/// `.` or `..`, also percent-encoded (`%2e`): a path segment that clients and servers
+/// resolve away, sending the request somewhere else than the URL reads.
+pub(crate) fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+    decoded == "." || decoded == ".."
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -154,6 +170,37 @@ mod tests {
             assert_eq!(error.what(), "base URL", "{bad}");
         }
         assert!(BaseUrl::parse("http://127.0.0.1:1").unwrap().is_loopback());
+        assert!(BaseUrl::parse("http://LocalHost:1").unwrap().is_loopback());
+    }
+
+    #[test]
+    fn hosts_are_lowercased_and_dot_segments_refused() {
+        assert_eq!(
+            BaseUrl::parse("HTTPS://Auth.TrueLayer.COM:443/Auth/")
+                .unwrap()
+                .as_str(),
+            "https://auth.truelayer.com:443/Auth"
+        );
+        for bad in [
+            "https://host/a/../b",
+            "https://host/./auth",
+            "https://host/auth/..",
+            "https://host/%2E%2e/auth",
+            "https://host/auth/%2e",
+        ] {
+            let error = BaseUrl::parse(bad).unwrap_err();
+            assert!(
+                error.to_string().contains("path segments"),
+                "{bad}: {error}"
+            );
+        }
+        for fine in [
+            "https://host/a.b/c",
+            "https://host/.well-known",
+            "https://host/..a",
+        ] {
+            assert!(BaseUrl::parse(fine).is_ok(), "{fine}");
+        }
         assert!(!BaseUrl::parse("https://example.com").unwrap().is_loopback());
     }
 }

@@ -83,6 +83,12 @@ impl WorldlineConfig {
         let realm = realm.into();
         let client_id = client_id.into();
         validate::required("realm", &realm)?;
+        if realm == "." || realm == ".." {
+            return Err(InvalidInput::new(
+                "realm",
+                "must not be `.` or `..` (it would change the token URL's path)",
+            ));
+        }
         validate::required("client_id", &client_id)?;
         if let WorldlineAuth::ClientSecret(secret) = &auth {
             validate::required("client_secret", secret.expose_secret())?;

@@ -422,6 +422,22 @@ fn worldline_config_is_validated() {
             .what(),
         "client_id"
     );
+    // `..` would send the request to `{base}/protocol/openid-connect/token`.
+    for dots in [".", ".."] {
+        assert_eq!(
+            WorldlineConfig::new(base(), dots, "id", secret())
+                .unwrap_err()
+                .what(),
+            "realm"
+        );
+    }
+    // Dots inside a realm's name are fine; `%2e` is sent encoded, as `%252e`.
+    for fine in ["a.b", "...", "%2e"] {
+        assert!(
+            WorldlineConfig::new(base(), fine, "id", secret()).is_ok(),
+            "{fine}"
+        );
+    }
     let empty = WorldlineAuth::ClientSecret(ClientSecret::new(""));
     assert_eq!(
         WorldlineConfig::new(base(), "r", "id", empty)
