@@ -12,6 +12,7 @@ use http::StatusCode;
 use obauth_types::{ErrorCode, ErrorDetails};
 
 use crate::retry::RetryAfter;
+use crate::wire::server_text;
 
 /// Everything a call can fail with: before sending, in the transport, or in the answer.
 ///
@@ -162,7 +163,12 @@ impl From<RandomnessError> for Error {
 }
 
 /// An OAuth-style error answer.
-#[derive(Clone, Debug)]
+///
+/// The fields hold what the server sent. `Display` and `Debug` show the server's texts
+/// folded to one line, cut short, and with anything token-like redacted (a server or
+/// gateway may echo a credential back in `error_description`), and show only the names
+/// of `error_details`' other keys.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ApiError {
     /// The HTTP status (servers differ on 400 vs 401 for the same code, so match on `code`).
@@ -181,17 +187,46 @@ pub struct ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "server answered {}: {}", self.status, self.code)?;
+        let code = server_text(self.code.as_ref(), 64);
+        write!(f, "server answered {}: {code}", self.status)?;
         if let Some(description) = &self.description {
-            write!(f, ": {description}")?;
+            write!(f, ": {}", server_text(description, 300))?;
         }
         if let Some(reason) = self.details.as_ref().and_then(|d| d.reason.as_deref()) {
-            write!(f, " ({reason})")?;
+            write!(f, " ({})", server_text(reason, 300))?;
         }
         if let Some(trace_id) = &self.trace_id {
             write!(f, " [trace id {trace_id}]")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let details = self.details.as_ref().map(|details| {
+            (
+                details
+                    .reason
+                    .as_deref()
+                    .map(|reason| server_text(reason, 300)),
+                details.other.keys().collect::<Vec<_>>(),
+            )
+        });
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("code", &server_text(self.code.as_ref(), 64))
+            .field(
+                "description",
+                &self
+                    .description
+                    .as_deref()
+                    .map(|text| server_text(text, 300)),
+            )
+            .field("details (reason, other keys)", &details)
+            .field("trace_id", &self.trace_id)
+            .field("retry_after", &self.retry_after)
+            .finish()
     }
 }
 

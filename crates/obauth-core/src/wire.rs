@@ -416,6 +416,19 @@ fn redact_json_strings(text: &str) -> String {
     out
 }
 
+/// A text the server wrote (an `error_description`, a reason), ready for an error message:
+/// runs of 24 or more token characters redacted, control characters and runs of white
+/// space folded to one space, cut to `max` characters.
+pub(crate) fn server_text(text: &str, max: usize) -> String {
+    let redacted = redact_long_tokens(text);
+    let folded: String = redacted
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    truncate_chars(&folded, max)
+}
+
 pub(crate) fn truncate_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),

@@ -405,3 +405,33 @@ fn error_messages_never_contain_the_secrets_sent() {
         }
     }
 }
+
+#[test]
+fn server_texts_in_error_messages_are_one_line_short_and_redacted() {
+    let echoed = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+    let body = serde_json::json!({
+        "error": "invalid_grant",
+        "error_description": format!("refresh token {echoed} is\nnot valid{}", " padding".repeat(100)),
+        "error_details": {"reason": format!("revoked\r\n{echoed}"), "token": echoed},
+    })
+    .to_string();
+    let config = sandbox();
+    let op = config.refresh(RefreshToken::new("r"));
+    let error = api(op.parse_response(&json(400, &body)).unwrap_err());
+    // The fields keep what the server sent.
+    assert!(error.description.as_deref().unwrap().contains(echoed));
+    assert_eq!(error.code, ErrorCode::InvalidGrant);
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(echoed), "{shown}");
+        assert!(!shown.contains("eyJ"), "{shown}");
+        assert!(!shown.contains('\n') && !shown.contains('\r'), "{shown}");
+        assert!(
+            shown.contains("refresh token <redacted> is not valid"),
+            "{shown}"
+        );
+        assert!(shown.contains("revoked <redacted>"), "{shown}");
+        assert!(shown.len() < 900, "{} characters: {shown}", shown.len());
+    }
+    // Debug names the other detail keys, not their values.
+    assert!(format!("{error:?}").contains("\"token\""));
+}
