@@ -259,7 +259,10 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                     .split_once('=')
                     .filter(|(key, _)| !key.is_empty())
                     .ok_or_else(|| {
-                        Problem::Usage(format!("--auth-input must be KEY=VALUE, not {input:?}"))
+                        // Not echoed: an auth input may be a password.
+                        Problem::Usage(
+                            "--auth-input must be KEY=VALUE with a non-empty KEY".to_owned(),
+                        )
                     })?;
                 link = link.auth_input(key, value);
             }

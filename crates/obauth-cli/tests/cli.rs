@@ -735,3 +735,30 @@ fn environment_variables_and_precedence() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[test]
+fn a_malformed_auth_input_is_not_echoed() {
+    // Auth inputs can be passwords: the usage error names the flag, not the value.
+    let output = obauth(&[
+        "--client-id",
+        "x",
+        "truelayer",
+        "auth-link",
+        "--provider-id",
+        "p",
+        "--scope",
+        "info",
+        "--redirect-uri",
+        REDIRECT,
+        "--auth-input",
+        "=hunter2-password",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let shown = format!(
+        "{}{}",
+        stderr(&output),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(shown.contains("--auth-input"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
