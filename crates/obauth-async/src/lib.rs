@@ -22,7 +22,9 @@
 //! Transport defaults: reqwest with rustls, no redirects ever, a 10 s connect timeout and a
 //! 30 s total timeout per attempt, response bodies capped at
 //! [`MAX_RESPONSE_BODY`](obauth_core::MAX_RESPONSE_BODY), one connection pool per client.
-//! It works on the multi-thread and the current-thread tokio runtimes and spawns no task.
+//! It works on the multi-thread and the current-thread tokio runtimes. The only task it
+//! spawns is a token manager's fetch, so that a fetch is finished even when its callers
+//! stop waiting (see [`manager`]).
 //!
 //! This crate is not for blocking code (use `obauth-blocking`) nor for building requests
 //! yourself (use `obauth-core`).

@@ -9,10 +9,17 @@
 //! and clones the token string. Fetching is single-flight: concurrent callers that find
 //! the cache cold or expired wait for one request and all get its result, token or error.
 //! A failed fetch caches nothing. When a token is due but still valid, one caller
-//! refreshes it while the others keep being served the valid one. Nothing is spawned.
+//! refreshes it while the others keep being served the valid one.
+//!
+//! A fetch runs on a task of its own (`tokio::spawn`), so it is finished even if every
+//! caller stops waiting (a `tokio::time::timeout` around `access_token()`, a `select!`):
+//! a refresh whose answer the server has sent is never cut short before the rotated
+//! refresh token is kept, and a cancelled caller never leaves a second refresh to start
+//! with the spent one. Outside a tokio runtime (a custom transport on another executor)
+//! the fetch runs in the caller's future instead.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -20,26 +27,92 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use obauth_core::expiry::ExpiryPolicy;
 use obauth_core::manager::{
-    CacheKey, CachedToken, EndFlight, FetchResult, Join, SingleFlight, next_refresh_token,
-    refresh_error, settle,
+    CacheKey, CachedToken, FetchResult, Join, SingleFlight, next_refresh_token, refresh_error,
+    settle,
 };
-use obauth_core::{Error, InvalidInput, StoreError};
+use obauth_core::{Error, InvalidInput, StoreError, TransportError, TransportErrorKind};
 use obauth_types::truelayer::token::TokenResponse;
 use obauth_types::{AccessToken, RefreshToken, Scopes, truelayer, worldline};
-use tokio::sync::OnceCell;
+use tokio::sync::Notify;
 
 use crate::{TrueLayerClient, WorldlineClient};
 
-type Flight = OnceCell<FetchResult>;
+/// One fetch: its result, set once by whoever runs the fetch, and the callers waiting for it.
+#[derive(Default)]
+struct Flight {
+    result: OnceLock<FetchResult>,
+    done: Notify,
+}
+
+impl Flight {
+    /// Waits for the result.
+    async fn wait(&self) -> FetchResult {
+        loop {
+            let notified = self.done.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before looking, so a result set in between still wakes us.
+            notified.as_mut().enable();
+            if let Some(result) = self.result.get() {
+                return result.clone();
+            }
+            notified.await;
+        }
+    }
+}
 
 type Flights = SingleFlight<Flight>;
 
-/// Serves a token from `flights`, fetching with `fetch` when it is due.
-async fn serve<F, Fut>(flights: &Flights, fetch: F) -> Result<AccessToken, Error>
+/// What owns a cache: reached from the fetch's task, which holds it alive.
+trait Owner: Send + Sync + 'static {
+    fn flights(&self) -> &Flights;
+}
+
+/// Runs one fetch to its end for everyone waiting on `flight`: publishes a token, ends
+/// the flight, then hands the result to the waiters. If the fetch is dropped before it
+/// finishes (a panic in a `RefreshTokenStore`, the runtime shutting down, or a cancelled
+/// caller outside a runtime), the flight still ends and the waiters get an error instead
+/// of waiting forever.
+async fn lead<O, Fut>(owner: Arc<O>, flight: Arc<Flight>, fetch: Fut)
 where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<Arc<CachedToken>, Error>>,
+    O: Owner,
+    Fut: Future<Output = FetchResult>,
 {
+    struct Finish<'a> {
+        flights: &'a Flights,
+        flight: &'a Arc<Flight>,
+        result: Option<FetchResult>,
+    }
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.flights.end(self.flight);
+            let result = self.result.take().unwrap_or_else(|| {
+                Err(Error::Transport(TransportError::new(
+                    TransportErrorKind::Request,
+                    "the token fetch was abandoned before it finished",
+                )))
+            });
+            let _ = self.flight.result.set(result);
+            self.flight.done.notify_waiters();
+        }
+    }
+    let mut finish = Finish {
+        flights: owner.flights(),
+        flight: &flight,
+        result: None,
+    };
+    let result = fetch.await;
+    owner.flights().publish(&result);
+    finish.result = Some(result);
+}
+
+/// Serves a token from `owner`'s cache, fetching with `fetch` when it is due.
+async fn serve<O, F, Fut>(owner: &Arc<O>, fetch: F) -> Result<AccessToken, Error>
+where
+    O: Owner,
+    F: FnOnce(Arc<O>) -> Fut,
+    Fut: Future<Output = FetchResult> + Send + 'static,
+{
+    let flights = owner.flights();
     let valid = match flights.fresh(Instant::now()) {
         Ok(token) => return Ok(token),
         Err(valid) => valid,
@@ -47,16 +120,22 @@ where
     let flight = match flights.join(valid.as_ref()) {
         Join::Serve(token) => return Ok(token),
         Join::Wait(flight) => flight,
+        Join::Lead(flight) => {
+            let task = lead(
+                Arc::clone(owner),
+                Arc::clone(&flight),
+                fetch(Arc::clone(owner)),
+            );
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(task);
+                }
+                Err(_) => task.await,
+            }
+            flight
+        }
     };
-    let result = flight
-        .get_or_init(|| async {
-            let _end = EndFlight::new(flights, &flight);
-            let result = fetch().await;
-            flights.publish(&result);
-            result
-        })
-        .await
-        .clone();
+    let result = flight.wait().await;
     settle(result, valid)
 }
 
@@ -162,7 +241,7 @@ impl TokenSource {
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
         match self.inner.flights.fresh(Instant::now()) {
             Ok(token) => TokenRead::Fresh(Some(token)),
-            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner.flights, || self.fetch()))),
+            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner, SourceInner::fetch))),
         }
     }
 
@@ -170,10 +249,18 @@ impl TokenSource {
     pub fn invalidate(&self) {
         self.inner.flights.clear();
     }
+}
 
-    async fn fetch(&self) -> Result<Arc<CachedToken>, Error> {
+impl Owner for SourceInner {
+    fn flights(&self) -> &Flights {
+        &self.flights
+    }
+}
+
+impl SourceInner {
+    async fn fetch(self: Arc<Self>) -> FetchResult {
         let requested_at = Instant::now();
-        let (access_token, expires_in) = match &self.inner.fetcher {
+        let (access_token, expires_in) = match &self.fetcher {
             Fetcher::TrueLayer(client, scopes) => {
                 let token = client.client_credentials(scopes.clone()).await?;
                 (token.access_token, token.expires_in)
@@ -187,7 +274,7 @@ impl TokenSource {
             access_token,
             expires_in,
             requested_at,
-            &self.inner.policy,
+            &self.policy,
         )))
     }
 }
@@ -298,7 +385,7 @@ impl UserTokens {
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
         match self.inner.flights.fresh(Instant::now()) {
             Ok(token) => TokenRead::Fresh(Some(token)),
-            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner.flights, || self.refresh()))),
+            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner, UserInner::refresh))),
         }
     }
 
@@ -312,9 +399,17 @@ impl UserTokens {
     pub fn refresh_token(&self) -> RefreshToken {
         self.inner.refresh.load().token.clone()
     }
+}
 
-    async fn refresh(&self) -> Result<Arc<CachedToken>, Error> {
-        let inner = &self.inner;
+impl Owner for UserInner {
+    fn flights(&self) -> &Flights {
+        &self.flights
+    }
+}
+
+impl UserInner {
+    async fn refresh(self: Arc<Self>) -> FetchResult {
+        let inner = &*self;
         let mut current = inner.refresh.load_full();
         if current.unsaved {
             // A rotated token the store refused earlier: save it before anything else,

@@ -1026,3 +1026,110 @@ async fn unbounded_or_zero_timeouts_are_refused() {
     }
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
 }
+
+/// Counts saves and checks each rotated token is saved once.
+#[derive(Default)]
+struct Saves(Mutex<Vec<String>>);
+
+#[async_trait]
+impl RefreshTokenStore for Saves {
+    async fn save(&self, refresh_token: &RefreshToken) -> Result<(), StoreError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(refresh_token.expose_secret().to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_whose_caller_gives_up_still_finishes_and_is_not_repeated() {
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let connection = connect(&client, &mock).await;
+    let store = Arc::new(Saves::default());
+    let tokens = UserTokens::new(
+        client.clone(),
+        connection.refresh_token.clone().unwrap(),
+        store.clone(),
+    );
+    let before = mock.requests(Endpoint::TrueLayerToken);
+
+    // The server takes 300 ms; the caller gives up after 50 ms, mid-refresh.
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        1,
+        Fault::Delay(Duration::from_millis(300)),
+    );
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), tokens.access_token()).await;
+    assert!(gave_up.is_err(), "the caller should have timed out");
+
+    // The refresh went on without it: the next caller gets its result (no second refresh
+    // with the spent token, no false ReauthenticationRequired), and the rotated refresh
+    // token was saved once.
+    let access = tokens.access_token().await.unwrap();
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken) - before, 1);
+    let saved = store.0.lock().unwrap().clone();
+    assert_eq!(saved, [tokens.refresh_token().expose_secret().to_owned()]);
+    client.create_debug_id(access).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cold_fetch_whose_caller_gives_up_serves_the_next_caller() {
+    let mock = MockServer::start();
+    let source = TokenSource::truelayer(truelayer(&mock), Scopes::from([Scope::Payments]));
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        1,
+        Fault::Delay(Duration::from_millis(300)),
+    );
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), source.access_token()).await;
+    assert!(gave_up.is_err());
+    source.access_token().await.unwrap();
+    source.access_token().await.unwrap();
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+}
+
+/// A store that panics, as a buggy one might.
+struct Panicking;
+
+#[async_trait]
+impl RefreshTokenStore for Panicking {
+    async fn save(&self, _: &RefreshToken) -> Result<(), StoreError> {
+        panic!("the store's bug (this panic is expected by the test)");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_store_fails_the_waiters_instead_of_hanging_them() {
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let connection = connect(&client, &mock).await;
+    let original = connection.refresh_token.clone().unwrap();
+    let tokens = UserTokens::new(client, original.clone(), Arc::new(Panicking));
+    let callers = futures_join_user(&tokens, 5);
+    let results = tokio::time::timeout(Duration::from_secs(5), callers)
+        .await
+        .expect("the waiters must not hang");
+    for result in results {
+        assert!(matches!(result, Err(Error::Transport(_))), "{result:?}");
+    }
+    // The rotated token was kept in memory before the store was called.
+    assert_ne!(
+        tokens.refresh_token().expose_secret(),
+        original.expose_secret()
+    );
+}
+
+async fn futures_join_user(tokens: &UserTokens, n: usize) -> Vec<Result<AccessToken, Error>> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let tokens = tokens.clone();
+        set.spawn(async move { tokens.access_token().await });
+    }
+    let mut results = Vec::new();
+    while let Some(result) = set.join_next().await {
+        results.push(result.unwrap());
+    }
+    results
+}

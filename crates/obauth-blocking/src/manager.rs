@@ -41,9 +41,10 @@ where
     };
     let flight = match flights.join(valid.as_ref()) {
         Join::Serve(token) => return Ok(token),
-        Join::Wait(flight) => flight,
+        Join::Lead(flight) | Join::Wait(flight) => flight,
     };
-    // Other threads joining this flight block here until the fetch is done.
+    // The leader runs the fetch; other threads joining this flight block here until it is
+    // done (a thread cannot be cancelled half-way, so nothing more is needed).
     let result = flight
         .get_or_init(|| {
             let _end = EndFlight::new(flights, &flight);

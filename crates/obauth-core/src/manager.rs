@@ -1,6 +1,7 @@
 //! The runtime-free half of the token managers: what a cached token is, what identifies a
 //! cache, what a refresh answer means, and the single-flight cell both bindings wait on.
-//! The bindings add only the waiting (a tokio `OnceCell` or a std `OnceLock` per fetch).
+//! The bindings add only the waiting (a result cell and a tokio `Notify`, or a std
+//! `OnceLock`, per fetch) and, for async, the task the fetch runs on.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -91,9 +92,10 @@ pub type FetchResult = Result<Arc<CachedToken>, Error>;
 
 /// A cached token that reads without locks, and at most one fetch at a time.
 ///
-/// `F` is the binding's wait cell for one fetch (`tokio::sync::OnceCell<FetchResult>` or
+/// `F` is the binding's wait cell for one fetch (a result cell with a tokio `Notify`, or a
 /// `std::sync::OnceLock<FetchResult>`): callers that [`join`](Self::join) the same flight
-/// wait on the same cell and share its result.
+/// wait on the same cell and share its result; the caller told to
+/// [`Lead`](Join::Lead) runs the fetch.
 pub struct SingleFlight<F> {
     cached: ArcSwapOption<CachedToken>,
     flight: Mutex<Option<Arc<F>>>,
@@ -103,7 +105,9 @@ pub struct SingleFlight<F> {
 pub enum Join<F> {
     /// Serve this token.
     Serve(AccessToken),
-    /// Wait on this flight (and run the fetch in it if nobody else is).
+    /// This caller started the flight: run the fetch (or have it run) and wait on it.
+    Lead(Arc<F>),
+    /// Another caller's flight is under way: wait on it.
     Wait(Arc<F>),
 }
 
@@ -146,7 +150,7 @@ impl<F: Default> SingleFlight<F> {
         }
         let flight = Arc::new(F::default());
         *slot = Some(Arc::clone(&flight));
-        Join::Wait(flight)
+        Join::Lead(flight)
     }
 
     /// Publishes a fetch's token.
