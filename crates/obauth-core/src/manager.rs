@@ -96,9 +96,28 @@ pub type FetchResult = Result<Arc<CachedToken>, Error>;
 /// `std::sync::OnceLock<FetchResult>`): callers that [`join`](Self::join) the same flight
 /// wait on the same cell and share its result; the caller told to
 /// [`Lead`](Join::Lead) runs the fetch.
+///
+/// When a refresh of a token that is due but still valid fails, the still-valid token is
+/// served, and the next early refresh waits [`EARLY_RETRY_FIRST`], doubling with each
+/// failure in a row up to [`EARLY_RETRY_MAX`]: a failing server is not asked again on
+/// every call. A token that has expired is always fetched at once.
 pub struct SingleFlight<F> {
     cached: ArcSwapOption<CachedToken>,
-    flight: Mutex<Option<Arc<F>>>,
+    slot: Mutex<Slot<F>>,
+}
+
+/// The first pause before refreshing again after an early refresh failed.
+pub const EARLY_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest pause between early refreshes that keep failing.
+pub const EARLY_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The flight under way, and the failures since the last token.
+struct Slot<F> {
+    flight: Option<Arc<F>>,
+    failures: u32,
+    /// No early refresh before this.
+    early_retry_at: Option<Instant>,
 }
 
 /// Where a caller stands after [`SingleFlight::join`].
@@ -116,7 +135,11 @@ impl<F: Default> SingleFlight<F> {
     pub fn new(initial: Option<CachedToken>) -> Self {
         Self {
             cached: ArcSwapOption::new(initial.map(Arc::new)),
-            flight: Mutex::new(None),
+            slot: Mutex::new(Slot {
+                flight: None,
+                failures: 0,
+                early_retry_at: None,
+            }),
         }
     }
 
@@ -135,39 +158,57 @@ impl<F: Default> SingleFlight<F> {
     }
 
     /// Joins the fetch under way or starts one. With `serve_valid`, a still-valid token is
-    /// served instead of waiting for somebody else's fetch.
+    /// served instead of waiting for somebody else's fetch, or instead of starting a fetch
+    /// while early refreshes are backing off after a failure.
     pub fn join(&self, serve_valid: Option<&Arc<CachedToken>>) -> Join<F> {
-        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
         // A fetch may have finished between the caller's look and this lock.
-        if let Ok(token) = self.fresh(Instant::now()) {
+        if let Ok(token) = self.fresh(now) {
             return Join::Serve(token);
         }
-        if let Some(flight) = slot.as_ref() {
-            return match serve_valid {
-                Some(valid) => Join::Serve(valid.access_token().clone()),
-                None => Join::Wait(Arc::clone(flight)),
-            };
+        if let Some(valid) = serve_valid {
+            let backing_off = slot.early_retry_at.is_some_and(|at| now < at);
+            if slot.flight.is_some() || backing_off {
+                return Join::Serve(valid.access_token().clone());
+            }
+        }
+        if let Some(flight) = slot.flight.as_ref() {
+            return Join::Wait(Arc::clone(flight));
         }
         let flight = Arc::new(F::default());
-        *slot = Some(Arc::clone(&flight));
+        slot.flight = Some(Arc::clone(&flight));
         Join::Lead(flight)
     }
 
-    /// Publishes a fetch's token.
+    /// Publishes a fetch's token; a failure instead pushes the next early refresh back.
     pub fn publish(&self, result: &FetchResult) {
-        if let Ok(token) = result {
-            self.cached.store(Some(Arc::clone(token)));
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(token) => {
+                self.cached.store(Some(Arc::clone(token)));
+                slot.failures = 0;
+                slot.early_retry_at = None;
+            }
+            Err(_) => {
+                let pause = EARLY_RETRY_FIRST
+                    .saturating_mul(1 << slot.failures.min(16))
+                    .min(EARLY_RETRY_MAX);
+                slot.failures = slot.failures.saturating_add(1);
+                slot.early_retry_at = Instant::now().checked_add(pause);
+            }
         }
     }
 
     /// Ends `flight`, so that the next miss starts a new one.
     pub fn end(&self, flight: &Arc<F>) {
-        let mut slot = self.flight.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if slot
+            .flight
             .as_ref()
             .is_some_and(|current| Arc::ptr_eq(current, flight))
         {
-            *slot = None;
+            slot.flight = None;
         }
     }
 
@@ -278,6 +319,55 @@ mod tests {
             refresh_error(api(ErrorCode::InvalidClient), &used),
             Error::Api(_)
         ));
+    }
+
+    #[test]
+    fn early_refreshes_back_off_after_a_failure_but_expired_tokens_do_not() {
+        let now = Instant::now();
+        // Valid for 100 s from 50 s ago, due for refresh after the first 10 s.
+        let policy = ExpiryPolicy {
+            max_skew: Duration::ZERO,
+            skew_fraction: 0.0,
+            max_refresh_window: Duration::from_secs(3600),
+            refresh_fraction: 0.9,
+        };
+        let Some(issued) = now.checked_sub(Duration::from_secs(50)) else {
+            return; // a machine up for less than 50 s cannot place the token in the past
+        };
+        let token = CachedToken::new(AccessToken::new("old"), 100, issued, &policy);
+        let flights = SingleFlight::<()>::new(Some(token));
+        let valid = match flights.fresh(now) {
+            Err(Some(valid)) => valid,
+            _ => panic!("the token should be due but valid"),
+        };
+        let failed = || Err(Error::Store(crate::error::StoreError::new("down")));
+
+        let Join::Lead(flight) = flights.join(Some(&valid)) else {
+            panic!("the first early refresh should start")
+        };
+        // While it runs, others are served the valid token.
+        assert!(matches!(flights.join(Some(&valid)), Join::Serve(_)));
+        flights.publish(&failed());
+        flights.end(&flight);
+        // It failed: no new early refresh for a while, the valid token is served...
+        assert!(matches!(flights.join(Some(&valid)), Join::Serve(_)));
+        // ...but a caller without a valid token (expired, invalidated) fetches at once.
+        let Join::Lead(flight) = flights.join(None) else {
+            panic!("a caller with no valid token must fetch")
+        };
+        flights.publish(&failed());
+        flights.end(&flight);
+        {
+            let slot = flights.slot.lock().unwrap();
+            assert_eq!(slot.failures, 2);
+            let pause = slot.early_retry_at.unwrap() - Instant::now();
+            assert!(pause > EARLY_RETRY_FIRST && pause <= 2 * EARLY_RETRY_FIRST);
+        }
+        // A success clears the backoff.
+        let fresh = CachedToken::new(AccessToken::new("new"), 100, Instant::now(), &policy);
+        flights.publish(&Ok(Arc::new(fresh)));
+        let slot = flights.slot.lock().unwrap();
+        assert_eq!((slot.failures, slot.early_retry_at), (0, None));
     }
 
     #[test]
