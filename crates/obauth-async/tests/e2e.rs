@@ -491,6 +491,12 @@ async fn a_token_due_for_refresh_is_refreshed_once_and_kept_if_that_fails() {
         5,
         "one refresh, retried to its budget"
     );
+    // Right after the failure, callers keep the valid token without asking again.
+    for _ in 0..10 {
+        let again = source.access_token().await.unwrap();
+        assert_eq!(again.expose_secret(), second.expose_secret());
+    }
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 5, "backing off");
 }
 
 #[tokio::test]
