@@ -102,7 +102,7 @@ impl BaseUrl {
 
 /// `.` or `..`, also percent-encoded (`%2e`): a path segment that clients and servers
 /// resolve away, sending the request somewhere else than the URL reads.
-pub(crate) fn is_dot_segment(segment: &str) -> bool {
+fn is_dot_segment(segment: &str) -> bool {
     let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
     decoded == "." || decoded == ".."
 }
