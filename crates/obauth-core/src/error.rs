@@ -1,18 +1,19 @@
 //! The core's error type: what went wrong, typed by what a caller would do about it.
 //!
-//! No variant carries a secret: server bodies appear only as short excerpts with token-like
+//! A leaf of the crate: the rest imports it, and it imports only [`crate::redact`]'s text
+//! helpers. No variant carries a secret: server bodies appear only as short excerpts with token-like
 //! values redacted, and inputs are described, never echoed.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use http::StatusCode;
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, StatusCode};
 use obauth_types::{ErrorCode, ErrorDetails};
 
-use crate::retry::RetryAfter;
-use crate::wire::server_text;
+use crate::redact::server_text;
 
 /// Everything a call can fail with: before sending, in the transport, or in the answer.
 ///
@@ -159,6 +160,34 @@ impl From<CallbackError> for Error {
 impl From<RandomnessError> for Error {
     fn from(random: RandomnessError) -> Self {
         Error::Randomness(random)
+    }
+}
+
+/// A server's `Retry-After` (RFC 9110 §10.2.3): seconds, or a date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: 120`.
+    Delay(Duration),
+    /// `Retry-After: Fri, 31 Dec 1999 23:59:59 GMT`.
+    At(SystemTime),
+}
+
+impl RetryAfter {
+    /// Reads the header; an unreadable value counts as absent.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(RetryAfter::Delay(Duration::from_secs(seconds)));
+        }
+        httpdate::parse_http_date(value).ok().map(RetryAfter::At)
+    }
+
+    /// How long to wait from `now`; a date in the past means no wait.
+    pub fn delay_from(self, now: SystemTime) -> Duration {
+        match self {
+            RetryAfter::Delay(delay) => delay,
+            RetryAfter::At(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
+        }
     }
 }
 

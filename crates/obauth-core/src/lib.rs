@@ -33,6 +33,7 @@ pub mod manager;
 pub mod operation;
 pub mod pkce;
 pub mod random;
+mod redact;
 pub mod retry;
 pub mod truelayer;
 pub mod url;

@@ -6,39 +6,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
-use http::header::RETRY_AFTER;
-
+pub use crate::error::RetryAfter;
 use crate::error::{Error, TimeoutPhase, TransportErrorKind};
 use crate::operation::Replay;
-
-/// A server's `Retry-After` (RFC 9110 §10.2.3): seconds, or a date.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryAfter {
-    /// `Retry-After: 120`.
-    Delay(Duration),
-    /// `Retry-After: Fri, 31 Dec 1999 23:59:59 GMT`.
-    At(SystemTime),
-}
-
-impl RetryAfter {
-    /// Reads the header; an unreadable value counts as absent.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-        if let Ok(seconds) = value.parse::<u64>() {
-            return Some(RetryAfter::Delay(Duration::from_secs(seconds)));
-        }
-        httpdate::parse_http_date(value).ok().map(RetryAfter::At)
-    }
-
-    /// How long to wait from `now`; a date in the past means no wait.
-    pub fn delay_from(self, now: SystemTime) -> Duration {
-        match self {
-            RetryAfter::Delay(delay) => delay,
-            RetryAfter::At(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
-        }
-    }
-}
 
 /// How an attempt failed, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +169,9 @@ impl RetryPolicy {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
+    use http::header::RETRY_AFTER;
+
     use super::*;
 
     const NOW: SystemTime = SystemTime::UNIX_EPOCH;
