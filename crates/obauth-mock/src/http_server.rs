@@ -13,7 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::state::{Answer, Delivery, Endpoint, Request, State, deliver};
+use crate::state::{Delivery, State, deliver};
+use crate::wire::{Answer, Endpoint, Request};
 
 /// The largest request body the mock reads.
 const MAX_REQUEST: usize = 1024 * 1024;

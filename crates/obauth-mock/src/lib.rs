@@ -35,14 +35,16 @@
 mod http_server;
 mod state;
 mod truelayer;
+mod wire;
 mod worldline;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+pub use state::Fault;
 use state::State;
-pub use state::{Endpoint, Fault};
+pub use wire::Endpoint;
 pub use worldline::SigningIdentity;
 
 /// The SHA-1 fingerprint of a PEM certificate's DER, upper-case hex: the `kid` Worldline

@@ -14,7 +14,7 @@ use obauth_types::truelayer::{ResponseMode, Scope};
 use obauth_types::{ClientSecret, Scopes};
 use sha2::{Digest, Sha256};
 
-use crate::state::{Answer, Endpoint, Request, random_token, same};
+use crate::wire::{Answer, Endpoint, Request, random_token, same};
 use crate::{TRUELAYER_CLIENT_ID, TRUELAYER_CLIENT_SECRET, TRUELAYER_REDIRECT_URI};
 
 /// The scopes `client_credentials` may ask for.

@@ -13,7 +13,7 @@ use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
 use sha2::Sha256;
 
-use crate::state::{Answer, Request, random_token, same};
+use crate::wire::{Answer, Request, random_token, same};
 use crate::{WORLDLINE_CLIENT_ID, WORLDLINE_CLIENT_SECRET, WORLDLINE_REALM};
 
 /// Keycloak's default upper bound on an assertion's lifetime (`exp` − `iat`).
