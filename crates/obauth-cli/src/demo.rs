@@ -16,7 +16,7 @@ use obauth_async::types::truelayer::{Country, Scope};
 use obauth_async::types::{ClientSecret, ErrorCode, Scopes, worldline};
 use obauth_mock::{Endpoint, MockServer, SigningIdentity};
 
-use crate::run::Failure;
+use crate::failure::Failure;
 
 const REALM_JWT: &str = "demo-jwt-realm";
 const JWT_CLIENT: &str = "5734699";

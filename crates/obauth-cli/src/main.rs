@@ -19,6 +19,7 @@ macro_rules! say {
 
 mod cli;
 mod demo;
+mod failure;
 mod run;
 
 use std::process::ExitCode;

@@ -1,0 +1,76 @@
+//! Why a command failed: the `Failure` every command returns, with the exit code and the
+//! message (and, for an API error under `--output json`, the error object) it reports.
+//! Shared by `run` and `demo`; it imports neither.
+
+use obauth_blocking::Error;
+use serde_json::json;
+
+use crate::cli::Output;
+
+/// Why a command failed, and so its exit code.
+pub(crate) enum Failure {
+    /// Bad usage or local input: exit 2.
+    Usage(String),
+    /// The server said no: exit 1.
+    Api { error: Error, json: bool },
+    /// Transport, timeout or an unexpected answer: exit 3.
+    Other(Error),
+    /// A run that did not succeed for another reason (a demo step): exit 3.
+    Failed(String),
+}
+
+impl Failure {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Api { .. } => 1,
+            Failure::Usage(_) => 2,
+            Failure::Other(_) | Failure::Failed(_) => 3,
+        }
+    }
+
+    pub(crate) fn report(&self) {
+        match self {
+            Failure::Usage(message) => eprintln!("obauth: {message}"),
+            Failure::Api { error, json } => {
+                eprintln!("obauth: {error}");
+                if *json {
+                    say!("{}", error_json(error));
+                }
+            }
+            Failure::Other(error) => eprintln!("obauth: {error}"),
+            Failure::Failed(message) => eprintln!("obauth: {message}"),
+        }
+    }
+
+    pub(crate) fn from_error(error: Error, output: Output) -> Self {
+        match error {
+            Error::Api(_) | Error::ReauthenticationRequired(_) => Failure::Api {
+                error,
+                json: output == Output::Json,
+            },
+            Error::InvalidInput(invalid) => Failure::Usage(invalid.to_string()),
+            Error::Callback(callback) => Failure::Usage(callback.to_string()),
+            other => Failure::Other(other),
+        }
+    }
+}
+
+/// The error object `--output json` prints for an API error.
+fn error_json(error: &Error) -> serde_json::Value {
+    let api = match error {
+        Error::Api(api) => api,
+        Error::ReauthenticationRequired(reauth) => reauth.cause(),
+        _ => return json!({ "error": "unknown", "error_description": error.to_string() }),
+    };
+    let mut value = json!({ "error": api.code.as_str(), "status": api.status.as_u16() });
+    if let Some(trace_id) = &api.trace_id {
+        value["trace_id"] = trace_id.as_str().into();
+    }
+    if let Some(description) = &api.description {
+        value["error_description"] = description.as_str().into();
+    }
+    if let Some(details) = &api.details {
+        value["error_details"] = serde_json::to_value(details).unwrap_or_default();
+    }
+    value
+}
