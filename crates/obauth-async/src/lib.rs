@@ -16,8 +16,10 @@
 //!
 //! Every method hands an `http::Request` built by [`obauth_core`] to the transport, and the
 //! `http::Response` back to the core: this crate has no request or response logic of its
-//! own, only the sending, the sleeping between retries, and the locking around cached
-//! tokens. `obauth-blocking` has the same API without `async`.
+//! own, only the sending, the sleeping between retries, and the waiting and store calls the
+//! token machine of [`obauth_core::manager`] asks for. `obauth-blocking` has the same API
+//! without `async`. With the `sqlite` feature, `SqliteStore` keeps tokens for every
+//! process of a host.
 //!
 //! Transport defaults: reqwest with rustls, no redirects ever, a 10 s connect timeout and a
 //! 30 s total timeout per attempt, response bodies capped at
@@ -36,32 +38,113 @@ pub mod transport;
 pub mod truelayer;
 pub mod worldline;
 
-pub use manager::{RefreshTokenStore, TokenSource, UserTokens};
+pub use manager::{TokenSource, UserTokens};
 pub use obauth_core as core;
 pub use obauth_core::Error;
+pub use obauth_core::manager::ManagerOptions;
+pub use obauth_core::store::{MemoryStore, SealingKey, TokenStore};
+#[cfg(feature = "sqlite")]
+pub use obauth_sqlite::SqliteStore;
 pub use obauth_types as types;
 pub use transport::{HttpTransport, ReqwestTransport, Timeouts};
 pub use truelayer::TrueLayerClient;
 pub use worldline::WorldlineClient;
 
-use std::time::SystemTime;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
+use obauth_core::expiry::Now;
 use obauth_core::retry::RetryPolicy;
 use obauth_core::{Call, Operation, OsRandom, Step};
 
-/// Runs `op` through `transport`, retrying as `policy` and the operation allow.
+/// Runs `op` through `transport`, retrying as `policy` and the operation allow, and within
+/// `deadline` if there is one.
 pub(crate) async fn execute<O: Operation>(
     transport: &dyn HttpTransport,
     policy: RetryPolicy,
     op: &O,
+    deadline: Option<Instant>,
 ) -> Result<O::Output, Error> {
     let mut call = Call::new(op, policy);
+    if let Some(deadline) = deadline {
+        call = call.with_deadline(deadline);
+    }
     loop {
-        let request = call.request(SystemTime::now(), &mut OsRandom)?;
+        let request = call.request(Now::system(), &mut OsRandom)?;
         let outcome = transport.send(request).await;
-        match call.outcome(outcome, SystemTime::now(), &mut OsRandom) {
+        match call.outcome(outcome, Now::system(), &mut OsRandom) {
             Step::Done(result) => return result,
-            Step::Retry(delay) => tokio::time::sleep(delay).await,
+            Step::Retry(delay) => sleep(delay).await,
         }
+    }
+}
+
+/// Sleeps on tokio's timer inside a runtime, and on a helper thread outside one (a custom
+/// transport on another executor), so that a retry never needs a reactor that is not there.
+pub(crate) async fn sleep(pause: Duration) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::time::sleep(pause).await;
+    } else {
+        ThreadSleep::new(pause).await;
+    }
+}
+
+/// A timer that needs no runtime: a thread sleeps and wakes the task.
+struct ThreadSleep {
+    pause: Duration,
+    shared: Option<Arc<Mutex<Alarm>>>,
+}
+
+/// Whether the timer thread has woken up, and whom to wake then.
+#[derive(Default)]
+struct Alarm {
+    rang: bool,
+    waker: Option<Waker>,
+}
+
+impl ThreadSleep {
+    fn new(pause: Duration) -> Self {
+        Self {
+            pause,
+            shared: None,
+        }
+    }
+}
+
+impl Future for ThreadSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let pause = self.pause;
+        let shared = self.shared.get_or_insert_with(|| {
+            let shared = Arc::new(Mutex::new(Alarm::default()));
+            let timer = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("obauth-sleep".into())
+                .spawn(move || {
+                    std::thread::sleep(pause);
+                    let mut state = timer.lock().unwrap_or_else(PoisonError::into_inner);
+                    state.rang = true;
+                    if let Some(waker) = state.waker.take() {
+                        waker.wake();
+                    }
+                });
+            if spawned.is_err() {
+                // No thread to be had: sleep here, which blocks this executor thread but
+                // still ends.
+                std::thread::sleep(pause);
+                shared.lock().unwrap_or_else(PoisonError::into_inner).rang = true;
+            }
+            shared
+        });
+        let mut state = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.rang {
+            return Poll::Ready(());
+        }
+        state.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }

@@ -3,50 +3,65 @@
 //!
 //! * [`TokenSource`]: an application token (client credentials) for TrueLayer or Worldline.
 //! * [`UserTokens`]: a user's TrueLayer connection, refreshed with its rotating refresh
-//!   token, which reaches your [`RefreshTokenStore`] before the new access token reaches you.
+//!   token, which reaches the store before the new access token reaches you.
 //!
-//! Reading a fresh token takes no lock: it loads the cached token through `arc-swap`
-//! and clones the token string. Fetching is single-flight: concurrent callers that find
-//! the cache cold or expired wait for one request and all get its result, token or error.
-//! A failed fetch caches nothing. When a token is due but still valid, one caller
-//! refreshes it while the others keep being served the valid one.
+//! Both keep their state behind a [`TokenStore`]: a [`MemoryStore`](crate::MemoryStore) of their own unless you
+//! give them one (with the `sqlite` feature, `SqliteStore` shares tokens between the
+//! processes of a host). Every decision (fresh, due, expired, who fetches, what is written
+//! when, what a refused refresh means) is `obauth_core::manager`'s; this module only does
+//! what it says and waits.
+//!
+//! Reading a fresh token takes no lock: an atomic load, a clock read and a copy of the
+//! token. Fetching is single-flight: concurrent callers that find no fresh token wait for
+//! one fetch and all get its result, token or error. A token due for refresh is still
+//! served while one fetch, on a task of its own, replaces it: no caller holding a valid
+//! token waits for a refresh.
 //!
 //! A fetch runs on a task of its own (`tokio::spawn`), so it is finished even if every
-//! caller stops waiting (a `tokio::time::timeout` around `access_token()`, a `select!`):
-//! a refresh whose answer the server has sent is never cut short before the rotated
-//! refresh token is kept, and a cancelled caller never leaves a second refresh to start
-//! with the spent one. Outside a tokio runtime (a custom transport on another executor)
-//! the fetch runs in the caller's future instead.
+//! caller stops waiting (a `tokio::time::timeout` around `access_token()`, a `select!`): a
+//! refresh whose answer the server has sent is never cut short before the rotated refresh
+//! token is written. If that task is dropped before it ends (the runtime shutting down),
+//! its waiters get an error and the next call starts afresh.
+//!
+//! Outside a tokio runtime (a custom [`HttpTransport`] on another
+//! executor) the fetch runs in the caller's future, retries and lease waits sleep on a
+//! helper thread, and a token due for refresh is served until it expires, then fetched.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use obauth_core::expiry::ExpiryPolicy;
+use obauth_core::expiry::{ExpiryPolicy, Now};
 use obauth_core::manager::{
-    CacheKey, CachedToken, FetchResult, Join, SingleFlight, next_refresh_token, refresh_error,
-    settle,
+    Action, Event, Fetch, Flight as CoreFlight, Join, ManagerOptions, Seed, TokenEndpoint,
 };
-use obauth_core::{Error, InvalidInput, StoreError, TransportError, TransportErrorKind};
+use obauth_core::store::{ConnectionName, StoreKey, TokenStore};
+use obauth_core::{Error, StoreError, StoreErrorKind};
 use obauth_types::truelayer::token::TokenResponse;
 use obauth_types::{AccessToken, RefreshToken, Scopes, truelayer, worldline};
 use tokio::sync::Notify;
 
-use crate::{TrueLayerClient, WorldlineClient};
+use crate::transport::HttpTransport;
+use crate::{TrueLayerClient, WorldlineClient, execute, sleep};
 
-/// One fetch: its result, set once by whoever runs the fetch, and the callers waiting for it.
+/// One fetch's result, set once, and the callers waiting for it.
 #[derive(Default)]
 struct Flight {
-    result: OnceLock<FetchResult>,
+    result: OnceLock<Result<AccessToken, Error>>,
     done: Notify,
 }
 
+impl CoreFlight for Flight {
+    fn complete(&self, result: &Result<AccessToken, Error>) {
+        let _ = self.result.set(result.clone());
+        self.done.notify_waiters();
+    }
+}
+
 impl Flight {
-    /// Waits for the result.
-    async fn wait(&self) -> FetchResult {
+    async fn wait(&self) -> Result<AccessToken, Error> {
         loop {
             let notified = self.done.notified();
             let mut notified = std::pin::pin!(notified);
@@ -60,83 +75,111 @@ impl Flight {
     }
 }
 
-type Flights = SingleFlight<Flight>;
+type Managed = obauth_core::manager::Managed<Flight, dyn HttpTransport>;
 
-/// What owns a cache: reached from the fetch's task, which holds it alive.
-trait Owner: Send + Sync + 'static {
-    fn flights(&self) -> &Flights;
+fn access_token(managed: &Arc<Managed>) -> TokenRead<'_> {
+    match managed.cell().fresh(SystemTime::now()) {
+        Some(token) => TokenRead::Fresh(Some(token)),
+        None => TokenRead::Fetch(Box::pin(slow(managed))),
+    }
 }
 
-/// Runs one fetch to its end for everyone waiting on `flight`: publishes a token, ends
-/// the flight, then hands the result to the waiters. If the fetch is dropped before it
-/// finishes (a panic in a `RefreshTokenStore`, the runtime shutting down, or a cancelled
-/// caller outside a runtime), the flight still ends and the waiters get an error instead
-/// of waiting forever.
-async fn lead<O, Fut>(owner: Arc<O>, flight: Arc<Flight>, fetch: Fut)
-where
-    O: Owner,
-    Fut: Future<Output = FetchResult>,
-{
-    struct Finish<'a> {
-        flights: &'a Flights,
-        flight: &'a Arc<Flight>,
-        result: Option<FetchResult>,
-    }
-    impl Drop for Finish<'_> {
-        fn drop(&mut self) {
-            self.flights.end(self.flight);
-            let result = self.result.take().unwrap_or_else(|| {
-                Err(Error::Transport(TransportError::new(
-                    TransportErrorKind::Request,
-                    "the token fetch was abandoned before it finished",
-                )))
-            });
-            let _ = self.flight.result.set(result);
-            self.flight.done.notify_waiters();
-        }
-    }
-    let mut finish = Finish {
-        flights: owner.flights(),
-        flight: &flight,
-        result: None,
-    };
-    let result = fetch.await;
-    owner.flights().publish(&result);
-    finish.result = Some(result);
-}
-
-/// Serves a token from `owner`'s cache, fetching with `fetch` when it is due.
-async fn serve<O, F, Fut>(owner: &Arc<O>, fetch: F) -> Result<AccessToken, Error>
-where
-    O: Owner,
-    F: FnOnce(Arc<O>) -> Fut,
-    Fut: Future<Output = FetchResult> + Send + 'static,
-{
-    let flights = owner.flights();
-    let valid = match flights.fresh(Instant::now()) {
-        Ok(token) => return Ok(token),
-        Err(valid) => valid,
-    };
-    let flight = match flights.join(valid.as_ref()) {
-        Join::Serve(token) => return Ok(token),
-        Join::Wait(flight) => flight,
-        Join::Lead(flight) => {
-            let task = lead(
-                Arc::clone(owner),
-                Arc::clone(&flight),
-                fetch(Arc::clone(owner)),
-            );
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    runtime.spawn(task);
-                }
-                Err(_) => task.await,
+async fn slow(managed: &Arc<Managed>) -> Result<AccessToken, Error> {
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    match managed.cell().join(Now::system(), runtime.is_some()) {
+        Join::Serve(token) => Ok(token),
+        Join::Wait(flight) => flight.wait().await,
+        Join::Lead(fetch) => match runtime {
+            Some(runtime) => {
+                let flight = Arc::clone(fetch.flight());
+                spawn(managed, &runtime, fetch);
+                flight.wait().await
             }
-            flight
+            None => drive(managed, fetch).await,
+        },
+        Join::Refresh { serve, fetch } => {
+            if let Some(runtime) = runtime {
+                spawn(managed, &runtime, fetch);
+            }
+            Ok(serve)
         }
-    };
-    let result = flight.wait().await;
-    settle(result, valid)
+    }
+}
+
+/// Runs `fetch` on a task of its own. The fetch moves into the task before it is spawned:
+/// if the task is dropped unpolled (a runtime shutting down), dropping the fetch still
+/// wakes its waiters.
+fn spawn(managed: &Arc<Managed>, runtime: &tokio::runtime::Handle, fetch: Fetch<Flight>) {
+    let managed = Arc::clone(managed);
+    runtime.spawn(async move {
+        let _ = drive(&managed, fetch).await;
+    });
+}
+
+/// Does what the machine says until it is done.
+async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Error> {
+    let mut event = Event::Start;
+    loop {
+        event = match fetch.step(Now::system(), event) {
+            Action::Load => Event::Loaded(store_call(managed, |store, key| store.load(key)).await),
+            Action::Lease { holder, ttl } => Event::Leased(
+                store_call(managed, move |store, key| {
+                    store.try_lease(key, &holder, ttl, SystemTime::now())
+                })
+                .await,
+            ),
+            Action::Sleep(pause) => {
+                sleep(pause).await;
+                Event::Woke
+            }
+            Action::Send { grant, deadline } => {
+                let sent = Now::system();
+                let result = match managed.endpoint().request(&grant) {
+                    Ok(op) => {
+                        execute(managed.transport(), managed.retry(), &op, Some(deadline)).await
+                    }
+                    Err(error) => Err(error),
+                };
+                Event::Answered { sent, result }
+            }
+            Action::Persist { expect, record } => Event::Persisted(
+                store_call(managed, move |store, key| {
+                    store.compare_and_swap(key, expect, &record)
+                })
+                .await,
+            ),
+            Action::Release { holder } => Event::Released(
+                store_call(managed, move |store, key| store.release(key, &holder)).await,
+            ),
+            Action::Done(result) => return result,
+        };
+    }
+}
+
+/// Calls the store: on tokio's blocking pool if it may block and there is a runtime, in
+/// place otherwise.
+async fn store_call<T, F>(managed: &Managed, call: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn TokenStore, &StoreKey) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = managed.store();
+    if store.may_block()
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        let store = Arc::clone(store);
+        let key = managed.key().clone();
+        return runtime
+            .spawn_blocking(move || call(&*store, &key))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::new(
+                    StoreErrorKind::Other,
+                    "the token store panicked",
+                ))
+            });
+    }
+    call(&**store, managed.key())
 }
 
 /// What `access_token()` returns: ready at its first poll with the fresh token read when
@@ -163,75 +206,66 @@ impl Future for TokenRead<'_> {
     }
 }
 
-/// What fetches a new token; clients are cheap to clone (they share their pool).
-#[derive(Clone)]
-enum Fetcher {
-    TrueLayer(TrueLayerClient, Scopes<truelayer::Scope>),
-    Worldline(WorldlineClient, Scopes<worldline::Scope>),
-}
-
 /// A cached client-credentials token for TrueLayer or Worldline. Cheap to clone; clones
 /// share the cache.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TokenSource {
-    inner: Arc<SourceInner>,
-}
-
-struct SourceInner {
-    fetcher: Fetcher,
-    key: CacheKey,
-    policy: ExpiryPolicy,
-    flights: Flights,
-}
-
-impl std::fmt::Debug for TokenSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSource")
-            .field("key", &self.inner.key)
-            .finish_non_exhaustive()
-    }
+    inner: Arc<Managed>,
 }
 
 impl TokenSource {
     /// TrueLayer `client_credentials` tokens for `scopes`.
     pub fn truelayer(client: TrueLayerClient, scopes: Scopes<truelayer::Scope>) -> Self {
-        let key = CacheKey::truelayer(client.config(), &scopes);
-        Self::new(
-            Fetcher::TrueLayer(client, scopes),
-            key,
-            ExpiryPolicy::default(),
-        )
+        let endpoint = TokenEndpoint::TrueLayer {
+            config: client.config().clone(),
+            scopes,
+        };
+        Self::from(Managed::application(
+            endpoint,
+            client.transport(),
+            client.retry(),
+        ))
     }
 
     /// Worldline tokens for `scopes`, with the client's secret or assertion.
     pub fn worldline(client: WorldlineClient, scopes: Scopes<worldline::Scope>) -> Self {
-        let key = CacheKey::worldline(client.config(), &scopes);
-        Self::new(
-            Fetcher::Worldline(client, scopes),
-            key,
-            ExpiryPolicy::default(),
-        )
+        let endpoint = TokenEndpoint::Worldline {
+            config: client.config().clone(),
+            scopes,
+        };
+        Self::from(Managed::application(
+            endpoint,
+            client.transport(),
+            client.retry(),
+        ))
     }
 
-    fn new(fetcher: Fetcher, key: CacheKey, policy: ExpiryPolicy) -> Self {
+    fn from(managed: Managed) -> Self {
         Self {
-            inner: Arc::new(SourceInner {
-                fetcher,
-                key,
-                policy,
-                flights: Flights::new(None),
-            }),
+            inner: Arc::new(managed),
         }
     }
 
-    /// Replaces the expiry policy; the cache starts empty.
-    pub fn with_expiry_policy(self, policy: ExpiryPolicy) -> Self {
-        Self::new(self.inner.fetcher.clone(), self.inner.key.clone(), policy)
+    /// Keeps the token in `store` (shared with other managers and, for a durable store,
+    /// other processes); the cache starts empty.
+    pub fn with_store(self, store: Arc<dyn TokenStore>) -> Self {
+        Self::from(self.inner.with_store(store))
     }
 
-    /// What identifies this token: token URL, client id, scopes and auth method.
-    pub fn key(&self) -> &CacheKey {
-        &self.inner.key
+    /// Replaces the options (expiry policy, fetch deadline, lease polling); the cache starts
+    /// empty. Refused if the deadline or the poll interval is out of bounds.
+    pub fn with_options(self, options: ManagerOptions) -> Result<Self, Error> {
+        Ok(Self::from(self.inner.with_options(options)?))
+    }
+
+    /// Replaces the expiry policy; the cache starts empty.
+    pub fn with_expiry_policy(self, expiry: ExpiryPolicy) -> Self {
+        Self::from(self.inner.with_expiry(expiry))
+    }
+
+    /// What the token is stored under: token URL, client id, auth method and scopes.
+    pub fn key(&self) -> &StoreKey {
+        self.inner.key()
     }
 
     /// The access token: cached while fresh, fetched once for all concurrent callers when due.
@@ -239,218 +273,135 @@ impl TokenSource {
     /// A fresh token is read when this is called, without a lock; the future is then ready at
     /// its first poll and small (the fetch, when one is needed, is boxed).
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
-        match self.inner.flights.fresh(Instant::now()) {
-            Ok(token) => TokenRead::Fresh(Some(token)),
-            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner, SourceInner::fetch))),
-        }
+        access_token(&self.inner)
     }
 
-    /// Drops the cached token (e.g. after the API refused it); the next call fetches.
-    pub fn invalidate(&self) {
-        self.inner.flights.clear();
+    /// Reports that an API refused `rejected`: if it is the cached token, the next call
+    /// fetches a new one; if a newer one is cached already, nothing happens.
+    pub fn invalidate(&self, rejected: &AccessToken) {
+        self.inner.cell().invalidate(rejected);
     }
-}
 
-impl Owner for SourceInner {
-    fn flights(&self) -> &Flights {
-        &self.flights
+    /// How long the cached token is still served, if there is one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.inner.cell().remaining(Now::system())
     }
-}
-
-impl SourceInner {
-    async fn fetch(self: Arc<Self>) -> FetchResult {
-        let requested_at = Instant::now();
-        let (access_token, expires_in) = match &self.fetcher {
-            Fetcher::TrueLayer(client, scopes) => {
-                let token = client.client_credentials(scopes.clone()).await?;
-                (token.access_token, token.expires_in)
-            }
-            Fetcher::Worldline(client, scopes) => {
-                let token = client.token(scopes.clone()).await?;
-                (token.access_token, token.expires_in)
-            }
-        };
-        Ok(Arc::new(CachedToken::new(
-            access_token,
-            expires_in,
-            requested_at,
-            &self.policy,
-        )))
-    }
-}
-
-/// Where a user's rotated refresh token goes, before the new access token is handed out.
-///
-/// Save it durably (database, vault): the previous refresh token is spent once the server
-/// answers. If `save` fails, the call fails with [`Error::Store`]; obauth keeps the new
-/// refresh token in memory and saves it again first thing on the next call, without
-/// another refresh. `save` must not call back into the same [`UserTokens`]: that call
-/// would wait for the refresh that is waiting for `save`.
-#[async_trait]
-pub trait RefreshTokenStore: Send + Sync {
-    /// Persists `refresh_token`, replacing the previous one.
-    async fn save(&self, refresh_token: &RefreshToken) -> Result<(), StoreError>;
 }
 
 /// A user's TrueLayer connection: the access token, refreshed with the rotating refresh
-/// token. Cheap to clone; clones share the state.
-#[derive(Clone)]
+/// token, kept in a [`TokenStore`] under a connection name you choose. Cheap to clone;
+/// clones share the state.
+///
+/// A rotated refresh token is written to the store before the new access token is handed
+/// to anyone. If the write fails, the call fails with [`Error::Store`]; the tokens stay in
+/// memory and are written first thing on the next call, which then serves the access
+/// token without another refresh.
+#[derive(Clone, Debug)]
 pub struct UserTokens {
-    inner: Arc<UserInner>,
-}
-
-struct UserInner {
-    client: TrueLayerClient,
-    store: Arc<dyn RefreshTokenStore>,
-    policy: ExpiryPolicy,
-    refresh: ArcSwap<Refresh>,
-    flights: Flights,
-}
-
-struct Refresh {
-    token: RefreshToken,
-    /// Rotated but not yet accepted by the store.
-    unsaved: bool,
-}
-
-impl std::fmt::Debug for UserTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserTokens").finish_non_exhaustive()
-    }
+    inner: Arc<Managed>,
 }
 
 impl UserTokens {
-    /// A connection known by its refresh token; the first call refreshes.
-    pub fn new(
-        client: TrueLayerClient,
-        refresh_token: RefreshToken,
-        store: Arc<dyn RefreshTokenStore>,
-    ) -> Self {
-        Self::with_access_token(client, refresh_token, None, store, ExpiryPolicy::default())
-    }
-
-    /// A connection from the code exchange's answer, obtained from a request sent at
-    /// `requested_at`. Its refresh token should already be stored; it needs `offline_access`.
-    pub fn from_token_response(
-        client: TrueLayerClient,
-        response: TokenResponse,
-        requested_at: Instant,
-        store: Arc<dyn RefreshTokenStore>,
+    fn build(
+        client: &TrueLayerClient,
+        connection: &str,
+        store: Arc<dyn TokenStore>,
+        seed: Seed,
     ) -> Result<Self, Error> {
-        let policy = ExpiryPolicy::default();
-        let refresh_token = response.refresh_token.ok_or_else(|| {
-            Error::InvalidInput(InvalidInput::new(
-                "token response",
-                "has no refresh_token; ask for the offline_access scope",
-            ))
-        })?;
-        let access = CachedToken::new(
-            response.access_token,
-            response.expires_in,
-            requested_at,
-            &policy,
-        );
-        Ok(Self::with_access_token(
-            client,
-            refresh_token,
-            Some(access),
+        let endpoint = TokenEndpoint::TrueLayerUser {
+            config: client.config().clone(),
+            connection: ConnectionName::new(connection)?,
+        };
+        let managed = Managed::new(
+            endpoint,
+            client.transport(),
+            client.retry(),
             store,
-            policy,
-        ))
+            ManagerOptions::default(),
+            seed,
+        )?;
+        Ok(Self {
+            inner: Arc::new(managed),
+        })
     }
 
-    fn with_access_token(
-        client: TrueLayerClient,
+    /// The connection `connection` as `store` holds it; the first call reads it (an
+    /// [`Error::Store`] of kind `NotFound` if it was never saved).
+    pub fn open(
+        client: &TrueLayerClient,
+        connection: &str,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<Self, Error> {
+        Self::build(client, connection, store, Seed::Empty)
+    }
+
+    /// A connection known by its refresh token, kept in `store` under `connection`. A
+    /// record already in the store under that name wins over `refresh_token`.
+    pub fn new(
+        client: &TrueLayerClient,
+        connection: &str,
         refresh_token: RefreshToken,
-        access: Option<CachedToken>,
-        store: Arc<dyn RefreshTokenStore>,
-        policy: ExpiryPolicy,
-    ) -> Self {
-        Self {
-            inner: Arc::new(UserInner {
-                client,
-                store,
-                policy,
-                refresh: ArcSwap::from_pointee(Refresh {
-                    token: refresh_token,
-                    unsaved: false,
-                }),
-                flights: Flights::new(access),
-            }),
-        }
+        store: Arc<dyn TokenStore>,
+    ) -> Result<Self, Error> {
+        Self::build(client, connection, store, Seed::RefreshToken(refresh_token))
+    }
+
+    /// A connection from the code exchange's answer, to a request sent at `requested_at`:
+    /// written to `store` under `connection` (replacing an earlier connection of that
+    /// name) before this returns. It needs `offline_access`, for a refresh token. If the
+    /// store fails, the error says so and `response` is still yours to try again with.
+    pub async fn from_token_response(
+        client: &TrueLayerClient,
+        connection: &str,
+        response: &TokenResponse,
+        requested_at: SystemTime,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<Self, Error> {
+        let seed = Seed::from_token_response(response, requested_at)?;
+        let tokens = Self::build(client, connection, store, seed)?;
+        tokens.access_token().await?;
+        Ok(tokens)
+    }
+
+    /// Replaces the options (expiry policy, fetch deadline, lease polling); the cache starts
+    /// empty and reads the store again.
+    pub fn with_options(self, options: ManagerOptions) -> Result<Self, Error> {
+        Ok(Self {
+            inner: Arc::new(self.inner.with_options(options)?),
+        })
     }
 
     /// The access token: cached while fresh, refreshed once for all concurrent callers when
     /// due. [`Error::ReauthenticationRequired`] when the bank connection has expired.
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
-        match self.inner.flights.fresh(Instant::now()) {
-            Ok(token) => TokenRead::Fresh(Some(token)),
-            Err(_) => TokenRead::Fetch(Box::pin(serve(&self.inner, UserInner::refresh))),
-        }
+        access_token(&self.inner)
     }
 
-    /// Drops the cached access token (e.g. after the API refused it); the next call
-    /// refreshes.
-    pub fn invalidate(&self) {
-        self.inner.flights.clear();
+    /// Refreshes now, even if the cached access token is fresh (concurrent callers share
+    /// the refresh), and returns the new access token.
+    pub async fn refresh_now(&self) -> Result<AccessToken, Error> {
+        self.inner.cell().expire();
+        access_token(&self.inner).await
     }
 
-    /// The current refresh token.
-    pub fn refresh_token(&self) -> RefreshToken {
-        self.inner.refresh.load().token.clone()
+    /// Reports that an API refused `rejected`: if it is the cached token, the next call
+    /// refreshes; if a newer one is cached already, nothing happens (no extra rotation).
+    pub fn invalidate(&self, rejected: &AccessToken) {
+        self.inner.cell().invalidate(rejected);
     }
-}
 
-impl Owner for UserInner {
-    fn flights(&self) -> &Flights {
-        &self.flights
+    /// The refresh token this process knows (none before the store was first read).
+    pub fn refresh_token(&self) -> Option<RefreshToken> {
+        self.inner.cell().refresh_token()
     }
-}
 
-impl UserInner {
-    async fn refresh(self: Arc<Self>) -> FetchResult {
-        let inner = &*self;
-        let mut current = inner.refresh.load_full();
-        if current.unsaved {
-            // A rotated token the store refused earlier: save it before anything else,
-            // without spending it on a new refresh.
-            inner
-                .store
-                .save(&current.token)
-                .await
-                .map_err(Error::Store)?;
-            current = Arc::new(Refresh {
-                token: current.token.clone(),
-                unsaved: false,
-            });
-            inner.refresh.store(Arc::clone(&current));
-        }
-        let requested_at = Instant::now();
-        let response = inner
-            .client
-            .refresh(current.token.clone())
-            .await
-            .map_err(|error| refresh_error(error, &current.token))?;
-        let (next, rotated) = next_refresh_token(&current.token, response.refresh_token);
-        if rotated {
-            // The old token is spent from here on: keep the new one in memory first, so
-            // that a failed (or, async, cancelled) save cannot lose it, then hand it to the
-            // store, and only then hand out the access token.
-            inner.refresh.store(Arc::new(Refresh {
-                token: next.clone(),
-                unsaved: true,
-            }));
-            inner.store.save(&next).await.map_err(Error::Store)?;
-            inner.refresh.store(Arc::new(Refresh {
-                token: next,
-                unsaved: false,
-            }));
-        }
-        Ok(Arc::new(CachedToken::new(
-            response.access_token,
-            response.expires_in,
-            requested_at,
-            &inner.policy,
-        )))
+    /// How long the cached access token is still served, if there is one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.inner.cell().remaining(Now::system())
+    }
+
+    /// What the connection is stored under.
+    pub fn key(&self) -> &StoreKey {
+        self.inner.key()
     }
 }

@@ -1,10 +1,13 @@
 //! Sending requests: the [`HttpTransport`] seam and its reqwest implementation.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use http::{Request, Response};
 pub use obauth_core::Timeouts;
 use obauth_core::{
-    Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,
+    AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
+    TransportErrorKind,
 };
 
 /// Sends one request and reads the whole answer.
@@ -64,13 +67,14 @@ impl ReqwestTransport {
         self
     }
 
-    fn error(&self, error: reqwest::Error) -> Error {
+    /// `cap`: the attempt's time as a token manager's deadline cut it, if it did.
+    fn error(&self, error: reqwest::Error, cap: Option<Duration>) -> Error {
         let error = error.without_url();
         if error.is_timeout() {
-            let (phase, after) = if error.is_connect() {
-                (TimeoutPhase::Connect, self.timeouts.connect)
-            } else {
-                (TimeoutPhase::Total, self.timeouts.total)
+            let (phase, after) = match cap {
+                _ if error.is_connect() => (TimeoutPhase::Connect, self.timeouts.connect),
+                Some(cap) if cap < self.timeouts.total => (TimeoutPhase::Deadline, cap),
+                _ => (TimeoutPhase::Total, self.timeouts.total),
             };
             return Error::Timeout(TimeoutError { phase, after });
         }
@@ -89,16 +93,22 @@ impl ReqwestTransport {
 impl HttpTransport for ReqwestTransport {
     async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         self.timeouts.check()?;
-        let mut request = reqwest::Request::try_from(request).map_err(|error| self.error(error))?;
+        // A token manager's deadline may leave this attempt less than the usual total.
+        let cap = request
+            .extensions()
+            .get::<AttemptTimeout>()
+            .map(|cap| cap.0);
+        let mut request =
+            reqwest::Request::try_from(request).map_err(|error| self.error(error, cap))?;
         // Compared with the URL reqwest answers for, as reqwest parsed it (host lowercased,
         // path normalised): any difference means it followed a redirect.
         let sent = request.url().clone();
-        *request.timeout_mut() = Some(self.timeouts.total);
+        *request.timeout_mut() = Some(self.timeouts.total.min(cap.unwrap_or(Duration::MAX)));
         let mut response = self
             .client
             .execute(request)
             .await
-            .map_err(|error| self.error(error))?;
+            .map_err(|error| self.error(error, cap))?;
         if *response.url() != sent {
             return Err(Error::Transport(TransportError::new(
                 TransportErrorKind::RedirectFollowed,
@@ -122,7 +132,11 @@ impl HttpTransport for ReqwestTransport {
                 .content_length()
                 .map_or(1024, |length| length as usize),
         );
-        while let Some(chunk) = response.chunk().await.map_err(|error| self.error(error))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| self.error(error, cap))?
+        {
             if body.len() + chunk.len() > self.max_body {
                 return Err(too_large());
             }
@@ -136,21 +150,28 @@ impl HttpTransport for ReqwestTransport {
     }
 }
 
-/// The transport a client builder ends up with: the caller's own, a reqwest transport over
-/// the caller's `reqwest::Client`, or obauth's default.
-pub(crate) fn choose(
-    transport: Option<std::sync::Arc<dyn HttpTransport>>,
-    client: Option<reqwest::Client>,
-    timeouts: Timeouts,
-) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
-    if transport.is_none() {
-        timeouts.check()?;
-    }
-    Ok(match (transport, client) {
-        (Some(transport), _) => transport,
-        (None, Some(client)) => {
-            std::sync::Arc::new(ReqwestTransport::with_client(client, timeouts))
+/// What a client builder was given to send with: its own transport, a `reqwest::Client`,
+/// or nothing (obauth's default).
+#[derive(Default)]
+pub(crate) struct Choice {
+    pub(crate) custom: Option<std::sync::Arc<dyn HttpTransport>>,
+    pub(crate) client: Option<reqwest::Client>,
+}
+
+impl Choice {
+    /// The transport the client ends up with; `timeouts` are checked unless the caller's own
+    /// transport (which has its own) is used.
+    pub(crate) fn build(
+        self,
+        timeouts: Timeouts,
+    ) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
+        if let Some(custom) = self.custom {
+            return Ok(custom);
         }
-        (None, None) => std::sync::Arc::new(ReqwestTransport::new(timeouts)?),
-    })
+        timeouts.check()?;
+        Ok(match self.client {
+            Some(client) => std::sync::Arc::new(ReqwestTransport::with_client(client, timeouts)),
+            None => std::sync::Arc::new(ReqwestTransport::new(timeouts)?),
+        })
+    }
 }

@@ -3,11 +3,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime};
 
+use obauth_blocking::core::expiry::ExpiryPolicy;
 use obauth_blocking::core::pkce::Pkce;
 use obauth_blocking::core::retry::RetryPolicy;
+use obauth_blocking::core::store::{
+    Cas, Expect, Lease, LeaseHolder, StoreKey, Stored, TokenRecord,
+};
 use obauth_blocking::core::truelayer::Environment;
 use obauth_blocking::core::truelayer::auth_dialog::{AuthDialog, parse_callback};
 use obauth_blocking::core::truelayer::auth_link::{AuthLink, ReauthLink};
@@ -16,15 +23,14 @@ use obauth_blocking::core::worldline::assertion::{
     AssertionConfig, RsaKeySigner, SigningCertificate,
 };
 use obauth_blocking::core::{
-    BaseUrl, OsRandom, StoreError, TimeoutPhase, TransportErrorKind, random,
+    BaseUrl, OsRandom, StoreError, StoreErrorKind, TimeoutPhase, TransportErrorKind, random,
 };
 use obauth_blocking::types::truelayer::providers::ProvidersQuery;
 use obauth_blocking::types::truelayer::{Country, Scope};
-use obauth_blocking::types::{
-    AccessToken, ClientSecret, ErrorCode, RefreshToken, Scopes, worldline,
-};
+use obauth_blocking::types::{AccessToken, ClientSecret, ErrorCode, Scopes, worldline};
 use obauth_blocking::{
-    Error, RefreshTokenStore, Timeouts, TokenSource, TrueLayerClient, UserTokens, WorldlineClient,
+    Error, HttpTransport, ManagerOptions, MemoryStore, Timeouts, TokenSource, TokenStore,
+    TrueLayerClient, UreqTransport, UserTokens, WorldlineClient,
 };
 use obauth_mock::{Endpoint, Fault, MockServer, SigningIdentity};
 
@@ -404,56 +410,6 @@ fn single_use_codes_are_never_retried() {
 }
 
 #[test]
-fn a_token_due_for_refresh_is_refreshed_once_and_kept_if_that_fails() {
-    use obauth_blocking::core::expiry::ExpiryPolicy;
-    let mock = MockServer::start();
-    mock.set_access_token_lifetime(Duration::from_secs(3), Duration::from_secs(3));
-    let client = truelayer(&mock);
-    // Fresh for 10 % of the lifetime (0.3 s), then due for refresh until it expires.
-    let policy = ExpiryPolicy {
-        max_skew: Duration::ZERO,
-        skew_fraction: 0.0,
-        max_refresh_window: Duration::from_secs(3600),
-        refresh_fraction: 0.9,
-    };
-    let source =
-        TokenSource::truelayer(client, Scopes::from([Scope::Payments])).with_expiry_policy(policy);
-    let first = source.access_token().unwrap();
-    assert_eq!(
-        source.access_token().unwrap().expose_secret(),
-        first.expose_secret()
-    );
-    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
-
-    std::thread::sleep(Duration::from_millis(400));
-    let second = source.access_token().unwrap();
-    assert_ne!(
-        second.expose_secret(),
-        first.expose_secret(),
-        "refreshed while still valid"
-    );
-    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
-
-    // Due again, and the refresh fails: the still-valid token is served.
-    std::thread::sleep(Duration::from_millis(400));
-    mock.inject(
-        Some(Endpoint::TrueLayerToken),
-        3,
-        Fault::Status {
-            status: 500,
-            retry_after: None,
-        },
-    );
-    let third = source.access_token().unwrap();
-    assert_eq!(third.expose_secret(), second.expose_secret());
-    assert_eq!(
-        mock.requests(Endpoint::TrueLayerToken),
-        5,
-        "one refresh, retried to its budget"
-    );
-}
-
-#[test]
 fn non_retryable_faults_give_typed_errors_and_nothing_hangs() {
     let mock = MockServer::start();
     let client = TrueLayerClient::builder(
@@ -522,36 +478,245 @@ fn non_retryable_faults_give_typed_errors_and_nothing_hangs() {
     );
 }
 
-#[test]
-fn sixty_four_cold_threads_make_one_token_request() {
-    let mock = MockServer::start();
-    let source = TokenSource::truelayer(truelayer(&mock), Scopes::from([Scope::Payments]));
-    let results = together(64, || source.access_token());
-    let tokens: std::collections::HashSet<_> = results
-        .into_iter()
-        .map(|r| r.unwrap().expose_secret().to_owned())
-        .collect();
-    assert_eq!(tokens.len(), 1);
-    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
-    source.access_token().unwrap();
-    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
-    assert_eq!(source.key().scopes, "payments");
+// ---------------------------------------------------------------------------------------
+// Token managers.
+// ---------------------------------------------------------------------------------------
+
+/// A TrueLayer client against `mock` whose attempts may take up to `total`.
+fn truelayer_with_total(mock: &MockServer, total: Duration) -> TrueLayerClient {
+    TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+    .retry_policy(fast_retries())
+    .timeouts(Timeouts {
+        connect: Duration::from_secs(2),
+        total,
+    })
+    .build()
+    .unwrap()
 }
 
-/// Runs `f` on `n` threads released at once.
-fn together<T: Send>(n: usize, f: impl Fn() -> T + Sync) -> Vec<T> {
-    let barrier = std::sync::Barrier::new(n);
+fn payments() -> Scopes<Scope> {
+    Scopes::from([Scope::Payments])
+}
+
+fn secret(token: &AccessToken) -> String {
+    token.expose_secret().to_owned()
+}
+
+/// Fresh for 10 % of the lifetime (0.3 s of the mock's 3 s below), then due for refresh
+/// until it expires.
+fn due_early() -> ExpiryPolicy {
+    ExpiryPolicy {
+        max_skew: Duration::ZERO,
+        skew_fraction: 0.0,
+        max_refresh_window: Duration::from_secs(3600),
+        refresh_fraction: 0.9,
+    }
+}
+
+/// Polls `f` every 20 ms until it gives something, for at most `within`.
+fn eventually<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = f() {
+            return Some(found);
+        }
+        if started.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `f` on `n` threads released at once; each gets its index.
+fn together<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(n);
+    let (f, barrier) = (&f, &barrier);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..n)
-            .map(|_| {
-                scope.spawn(|| {
+            .map(|i| {
+                scope.spawn(move || {
                     barrier.wait();
-                    f()
+                    f(i)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
+}
+
+#[test]
+fn a_token_due_for_refresh_is_refreshed_once_and_kept_if_that_fails() {
+    let mock = MockServer::start();
+    mock.set_access_token_lifetime(Duration::from_secs(3), Duration::from_secs(3));
+    let client = truelayer(&mock);
+    let source = TokenSource::truelayer(client, payments()).with_expiry_policy(due_early());
+    let first = source.access_token().unwrap();
+    assert_eq!(secret(&source.access_token().unwrap()), secret(&first));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+
+    // Due: the valid token is still served, while one refresh, aside, replaces it.
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(secret(&source.access_token().unwrap()), secret(&first));
+    let second = eventually(Duration::from_secs(2), || {
+        let token = source.access_token().unwrap();
+        (token.expose_secret() != first.expose_secret()).then_some(token)
+    })
+    .expect("refreshed while still valid");
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+
+    // Due again, and the refresh fails: the still-valid token is served.
+    std::thread::sleep(Duration::from_millis(400));
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        3,
+        Fault::Status {
+            status: 500,
+            retry_after: None,
+        },
+    );
+    assert_eq!(secret(&source.access_token().unwrap()), secret(&second));
+    eventually(Duration::from_secs(2), || {
+        (mock.requests(Endpoint::TrueLayerToken) == 5).then_some(())
+    })
+    .expect("one refresh, retried to its budget");
+    std::thread::sleep(Duration::from_millis(100));
+    // It backs off (1 s) rather than asking again on every call.
+    for _ in 0..5 {
+        assert_eq!(secret(&source.access_token().unwrap()), secret(&second));
+    }
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 5);
+
+    // After the pause, and before the valid token expires, the next refresh succeeds.
+    let third = eventually(Duration::from_secs(3), || {
+        let token = source.access_token().unwrap();
+        (token.expose_secret() != second.expose_secret()).then_some(token)
+    })
+    .expect("refreshed after the backoff");
+    assert_ne!(secret(&third), secret(&first));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 6);
+}
+
+#[test]
+fn callers_holding_a_valid_token_never_wait_on_an_early_refresh() {
+    let mock = MockServer::start();
+    mock.set_access_token_lifetime(Duration::from_secs(3), Duration::from_secs(3));
+    // Attempts may take 5 s: the refresh below is slow, not failed.
+    let client = truelayer_with_total(&mock, Duration::from_secs(5));
+    let source = TokenSource::truelayer(client, payments()).with_expiry_policy(due_early());
+    let first = source.access_token().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        1,
+        Fault::Delay(Duration::from_secs(2)),
+    );
+
+    // Due, and the refresh takes 2 s: every caller gets the valid token at once meanwhile.
+    let started = Instant::now();
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let token = source.access_token().unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(secret(&token), secret(&first));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for token in together(8, |_| source.access_token()) {
+        assert_eq!(secret(&token.unwrap()), secret(&first));
+    }
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        mock.requests(Endpoint::TrueLayerToken),
+        2,
+        "one refresh under way"
+    );
+
+    // A little later the refreshed token is served.
+    let second = eventually(Duration::from_secs(4), || {
+        let token = source.access_token().unwrap();
+        (token.expose_secret() != first.expose_secret()).then_some(token)
+    })
+    .expect("the refreshed token is served once it arrives");
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    assert_eq!(secret(&source.access_token().unwrap()), secret(&second));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+}
+
+#[test]
+fn one_deadline_bounds_the_whole_fetch_whatever_the_client_timeout() {
+    let mock = MockServer::start();
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        10,
+        Fault::Delay(Duration::from_secs(3)),
+    );
+    // Each attempt may take 30 s, and a timed-out client-credentials request is retried.
+    let client = truelayer_with_total(&mock, Duration::from_secs(30));
+    let options = ManagerOptions {
+        deadline: Duration::from_secs(1),
+        ..ManagerOptions::default()
+    };
+    let source = TokenSource::truelayer(client.clone(), payments())
+        .with_options(options)
+        .unwrap();
+    let started = Instant::now();
+    let error = source.access_token().unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(error, Error::Timeout(_)), "{error:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+
+    // Out-of-bounds options are refused.
+    for options in [
+        ManagerOptions {
+            deadline: Duration::ZERO,
+            ..ManagerOptions::default()
+        },
+        ManagerOptions {
+            deadline: Duration::from_secs(3601),
+            ..ManagerOptions::default()
+        },
+        ManagerOptions {
+            lease_poll: Duration::ZERO,
+            ..ManagerOptions::default()
+        },
+    ] {
+        let refused = TokenSource::truelayer(client.clone(), payments()).with_options(options);
+        assert!(
+            matches!(refused, Err(Error::InvalidInput(_))),
+            "{options:?}"
+        );
+    }
+}
+
+#[test]
+fn sixty_four_cold_threads_make_one_token_request() {
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let source = TokenSource::truelayer(client.clone(), payments());
+    let results = together(64, |_| source.access_token());
+    let tokens: HashSet<_> = results.into_iter().map(|r| secret(&r.unwrap())).collect();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    source.access_token().unwrap();
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    let token_url = client.config().token_url().to_string();
+    assert_eq!(
+        source.key().as_str(),
+        format!(
+            r#"["client_credentials","{token_url}","{}","client_secret_post","payments"]"#,
+            obauth_mock::TRUELAYER_CLIENT_ID
+        )
+    );
 }
 
 #[test]
@@ -567,7 +732,7 @@ fn a_failed_fetch_reaches_every_waiter_and_is_not_cached() {
             retry_after: None,
         },
     );
-    let results = together(20, || source.access_token());
+    let results = together(20, |_| source.access_token());
     assert!(results.iter().all(|r| matches!(r, Err(Error::Api(_)))));
     // Waiters share fetches: a thread that arrives after one ended starts the next, so
     // there may be a few, each retried to its budget of 3, but never one per thread.
@@ -597,96 +762,249 @@ fn expired_tokens_are_fetched_again() {
     assert_eq!(mock.requests(Endpoint::WorldlineToken), 2);
 }
 
-/// Records saves, and can refuse the first one.
-struct Recorder {
-    saved: Mutex<Vec<String>>,
-    events: Arc<Mutex<Vec<String>>>,
-    refuse_first: Mutex<bool>,
+#[test]
+fn two_token_sources_on_one_store_make_one_token_request() {
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let store = Arc::new(MemoryStore::new());
+    let a = TokenSource::truelayer(client.clone(), payments()).with_store(store.clone());
+    let b = TokenSource::truelayer(client.clone(), payments()).with_store(store.clone());
+    assert_eq!(a.key(), b.key());
+    let tokens: HashSet<_> = together(16, |i| if i % 2 == 0 { &a } else { &b }.access_token())
+        .into_iter()
+        .map(|r| secret(&r.unwrap()))
+        .collect();
+    assert_eq!(tokens.len(), 1, "both serve the one token");
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    let shared = tokens.into_iter().next().unwrap();
+    assert_eq!(secret(&a.access_token().unwrap()), shared);
+    assert_eq!(secret(&b.access_token().unwrap()), shared);
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+
+    // A source with a store of its own shares nothing.
+    let alone = TokenSource::truelayer(client, payments());
+    assert_ne!(secret(&alone.access_token().unwrap()), shared);
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
 }
 
-impl RefreshTokenStore for Recorder {
-    fn save(&self, refresh_token: &RefreshToken) -> Result<(), StoreError> {
-        let mut refuse = self.refuse_first.lock().unwrap();
-        if *refuse {
-            *refuse = false;
-            return Err(StoreError::new("database unavailable"));
+#[test]
+fn invalidation_names_the_token_and_a_late_report_changes_nothing() {
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+
+    let source = TokenSource::truelayer(client.clone(), payments());
+    let a = source.access_token().unwrap();
+    source.invalidate(&a);
+    let b = source.access_token().unwrap();
+    assert_ne!(secret(&a), secret(&b));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+    // Another caller reports A refused, late: B is kept.
+    source.invalidate(&a);
+    assert_eq!(secret(&source.access_token().unwrap()), secret(&b));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+
+    // The same for a user's connection: no extra rotation.
+    let original = connect(&client, &mock).refresh_token.unwrap();
+    mock.reset_counts();
+    let tokens = UserTokens::new(&client, "alice", original, Arc::new(MemoryStore::new())).unwrap();
+    let a = tokens.access_token().unwrap();
+    tokens.invalidate(&a);
+    let b = tokens.access_token().unwrap();
+    assert_ne!(secret(&a), secret(&b));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+    let rotated = tokens.refresh_token().unwrap();
+    tokens.invalidate(&a);
+    assert_eq!(secret(&tokens.access_token().unwrap()), secret(&b));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+    assert_eq!(
+        tokens.refresh_token().unwrap().expose_secret(),
+        rotated.expose_secret()
+    );
+    client.create_debug_id(b).unwrap();
+}
+
+/// A [`MemoryStore`] that records what it writes, and can hold, refuse or panic in its
+/// next writes.
+#[derive(Default)]
+struct TestStore {
+    inner: MemoryStore,
+    /// The records written, in order.
+    written: Mutex<Vec<TokenRecord>>,
+    /// How many of the next writes fail with `Unavailable`.
+    refuse: AtomicUsize,
+    /// How many of the next writes panic.
+    panic: AtomicUsize,
+    /// While shut, every write waits.
+    gate: Gate,
+}
+
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            open: Mutex::new(true),
+            opened: Condvar::new(),
         }
-        self.saved
+    }
+}
+
+impl Gate {
+    fn shut() -> Self {
+        Self {
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+        }
+    }
+
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn pass(&self) {
+        let _open = self
+            .opened
+            .wait_while(self.open.lock().unwrap(), |open| !*open)
+            .unwrap();
+    }
+}
+
+/// Takes one from `counter`, if it is above zero.
+fn take_one(counter: &AtomicUsize) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+impl TestStore {
+    fn written_refresh_tokens(&self) -> Vec<String> {
+        self.written
             .lock()
             .unwrap()
-            .push(refresh_token.expose_secret().to_owned());
-        self.events.lock().unwrap().push("saved".into());
-        Ok(())
+            .iter()
+            .map(|record| {
+                record
+                    .refresh_token
+                    .as_ref()
+                    .unwrap()
+                    .expose_secret()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// What the store holds under `key`.
+    fn record(&self, key: &StoreKey) -> TokenRecord {
+        self.inner
+            .load(key)
+            .unwrap()
+            .expect("a stored record")
+            .record
+    }
+}
+
+impl TokenStore for TestStore {
+    fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
+        self.inner.load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, StoreError> {
+        self.gate.pass();
+        if take_one(&self.panic) {
+            panic!("injected: the token store panicked mid-write");
+        }
+        if take_one(&self.refuse) {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "database unavailable",
+            ));
+        }
+        let cas = self.inner.compare_and_swap(key, expect, record)?;
+        if matches!(cas, Cas::Written(_)) {
+            self.written.lock().unwrap().push(record.clone());
+        }
+        Ok(cas)
+    }
+
+    fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, StoreError> {
+        self.inner.try_lease(key, holder, ttl, now)
+    }
+
+    fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
+        self.inner.release(key, holder)
     }
 }
 
 #[test]
-fn a_refused_save_keeps_the_rotated_token_and_hands_out_nothing() {
+fn a_refused_write_keeps_the_rotated_token_and_the_next_call_writes_it_without_refreshing() {
     let mock = MockServer::start();
     let client = truelayer(&mock);
-    let token = connect(&client, &mock);
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::new(Recorder {
-        saved: Mutex::new(Vec::new()),
-        events: Arc::clone(&events),
-        refuse_first: Mutex::new(true),
-    });
-    let original = token.refresh_token.clone().unwrap();
-    let tokens = UserTokens::new(client.clone(), original.clone(), store.clone());
+    let original = connect(&client, &mock).refresh_token.unwrap();
+    mock.reset_counts();
+    let store = Arc::new(TestStore::default());
+    store.refuse.store(1, Ordering::SeqCst);
+    let tokens = UserTokens::new(&client, "alice", original.clone(), store.clone()).unwrap();
 
-    // The store refuses: no access token is handed out, and the rotated refresh token
-    // is kept in memory rather than lost.
+    // The store refuses: no access token is handed out, and the rotated refresh token is
+    // kept in memory rather than lost.
     let error = tokens.access_token().unwrap_err();
-    assert!(matches!(error, Error::Store(_)), "{error:?}");
-    assert!(store.saved.lock().unwrap().is_empty());
-    let kept = tokens.refresh_token();
-    assert_ne!(kept.expose_secret(), original.expose_secret());
-
-    // Next call: saves the kept token first, then refreshes with it and saves the new one.
-    let access = tokens.access_token().unwrap();
-    let saved = store.saved.lock().unwrap().clone();
-    assert_eq!(
-        saved,
-        [
-            kept.expose_secret().to_owned(),
-            tokens.refresh_token().expose_secret().to_owned()
-        ]
+    assert!(
+        matches!(&error, Error::Store(e) if e.kind() == StoreErrorKind::Unavailable),
+        "{error:?}"
     );
-    assert_eq!(events.lock().unwrap().len(), 2);
+    assert!(store.written_refresh_tokens().is_empty());
+    assert!(store.inner.load(tokens.key()).unwrap().is_none());
+    let kept = tokens.refresh_token().unwrap();
+    assert_ne!(kept.expose_secret(), original.expose_secret());
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+
+    // Next call: writes the kept tokens first, then serves the access token obtained with
+    // them, without another refresh.
+    let access = tokens.access_token().unwrap();
+    assert_eq!(
+        mock.requests(Endpoint::TrueLayerToken),
+        1,
+        "no second refresh"
+    );
+    assert_eq!(store.written_refresh_tokens(), [kept.expose_secret()]);
+    let record = store.record(tokens.key());
+    assert_eq!(
+        record.access_token.unwrap().expose_secret(),
+        access.expose_secret()
+    );
+    assert_eq!(
+        tokens.refresh_token().unwrap().expose_secret(),
+        kept.expose_secret()
+    );
     // The access token works.
     client.create_debug_id(access).unwrap();
-}
-
-/// A store whose `save` waits until the test opens the gate.
-struct GatedStore {
-    gate: (Mutex<bool>, std::sync::Condvar),
-    saved: Mutex<Vec<String>>,
-}
-
-impl RefreshTokenStore for GatedStore {
-    fn save(&self, refresh_token: &RefreshToken) -> Result<(), StoreError> {
-        let (open, opened) = &self.gate;
-        let _open = opened
-            .wait_while(open.lock().unwrap(), |open| !*open)
-            .unwrap();
-        self.saved
-            .lock()
-            .unwrap()
-            .push(refresh_token.expose_secret().to_owned());
-        Ok(())
-    }
 }
 
 #[test]
 fn no_caller_sees_the_new_access_token_until_the_store_has_the_refresh_token() {
     let mock = MockServer::start();
     let client = truelayer(&mock);
-    let token = connect(&client, &mock);
-    let store = Arc::new(GatedStore {
-        gate: (Mutex::new(false), std::sync::Condvar::new()),
-        saved: Mutex::new(Vec::new()),
+    let original = connect(&client, &mock).refresh_token.unwrap();
+    let store = Arc::new(TestStore {
+        gate: Gate::shut(),
+        ..TestStore::default()
     });
-    let tokens = UserTokens::new(client, token.refresh_token.unwrap(), store.clone());
+    let tokens = UserTokens::new(&client, "alice", original.clone(), store.clone()).unwrap();
     let first = std::thread::spawn({
         let tokens = tokens.clone();
         move || tokens.access_token()
@@ -695,8 +1013,15 @@ fn no_caller_sees_the_new_access_token_until_the_store_has_the_refresh_token() {
         let tokens = tokens.clone();
         move || tokens.access_token()
     });
-    // The refresh has happened on the server; the store holds the gate shut.
-    std::thread::sleep(Duration::from_millis(300));
+    // The refresh has happened on the server and the rotated token is kept in memory; the
+    // store holds the gate shut.
+    let rotated = eventually(Duration::from_secs(2), || {
+        tokens
+            .refresh_token()
+            .filter(|token| token.expose_secret() != original.expose_secret())
+    })
+    .expect("the refresh answered");
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
         mock.requests(Endpoint::TrueLayerToken),
         2,
@@ -706,37 +1031,198 @@ fn no_caller_sees_the_new_access_token_until_the_store_has_the_refresh_token() {
         !first.is_finished() && !second.is_finished(),
         "nobody has the access token yet"
     );
-    assert!(store.saved.lock().unwrap().is_empty());
-    *store.gate.0.lock().unwrap() = true;
-    store.gate.1.notify_all();
+    assert!(store.inner.load(tokens.key()).unwrap().is_none());
+    store.gate.open();
     let (first, second) = (
         first.join().unwrap().unwrap(),
         second.join().unwrap().unwrap(),
     );
     assert_eq!(first.expose_secret(), second.expose_secret());
+    assert_eq!(store.written_refresh_tokens(), [rotated.expose_secret()]);
     assert_eq!(
-        *store.saved.lock().unwrap(),
-        [tokens.refresh_token().expose_secret().to_owned()]
+        store
+            .record(tokens.key())
+            .access_token
+            .unwrap()
+            .expose_secret(),
+        first.expose_secret()
     );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
 }
 
 #[test]
 fn concurrent_refreshes_of_one_connection_make_one_call() {
     let mock = MockServer::start();
     let client = truelayer(&mock);
-    let token = connect(&client, &mock);
+    let original = connect(&client, &mock).refresh_token.unwrap();
     mock.reset_counts();
-    let store = Arc::new(Recorder {
-        saved: Mutex::new(Vec::new()),
-        events: Arc::new(Mutex::new(Vec::new())),
-        refuse_first: Mutex::new(false),
-    });
-    let tokens = UserTokens::new(client, token.refresh_token.unwrap(), store.clone());
-    for result in together(32, || tokens.access_token()) {
-        result.unwrap();
-    }
+    let store = Arc::new(TestStore::default());
+    let tokens = UserTokens::new(&client, "alice", original, store.clone()).unwrap();
+    let served: HashSet<_> = together(32, |_| tokens.access_token())
+        .into_iter()
+        .map(|r| secret(&r.unwrap()))
+        .collect();
+    assert_eq!(served.len(), 1);
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
-    assert_eq!(store.saved.lock().unwrap().len(), 1);
+    assert_eq!(store.written_refresh_tokens().len(), 1);
+}
+
+#[test]
+fn a_leader_that_panics_never_leads_to_two_refreshes_with_one_refresh_token() {
+    const THREADS: usize = 8;
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let original = connect(&client, &mock).refresh_token.unwrap();
+    mock.reset_counts();
+    // The first write panics (after the refresh rotated the token); later ones work.
+    let store = Arc::new(TestStore::default());
+    store.panic.store(1, Ordering::SeqCst);
+    let tokens = UserTokens::new(&client, "alice", original.clone(), store.clone()).unwrap();
+
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let (sender, outcomes) = mpsc::channel();
+    for _ in 0..THREADS {
+        let (tokens, barrier, sender) = (tokens.clone(), Arc::clone(&barrier), sender.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| tokens.access_token()));
+            // `Err(())`: this thread led the fetch, and the store panicked in it.
+            let _ = sender.send(outcome.map_err(|_| ()));
+        });
+    }
+    let outcomes: Vec<_> = (0..THREADS)
+        .map(|_| {
+            outcomes
+                .recv_timeout(Duration::from_secs(10))
+                .expect("no caller hangs")
+        })
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|outcome| outcome.is_err()).count(),
+        1,
+        "the leader's store panicked"
+    );
+    let mut served = HashSet::new();
+    for outcome in outcomes.into_iter().flatten() {
+        match outcome {
+            Ok(token) => {
+                served.insert(secret(&token));
+            }
+            Err(Error::ReauthenticationRequired(reauth)) => {
+                panic!("a refresh token was presented twice: {reauth:?}")
+            }
+            Err(Error::Transport(error)) => {
+                assert!(error.to_string().contains("abandoned"), "{error}")
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        mock.requests(Endpoint::TrueLayerToken),
+        1,
+        "one refresh for the whole burst"
+    );
+    let kept = tokens.refresh_token().unwrap();
+    assert_ne!(kept.expose_secret(), original.expose_secret());
+
+    // The next call writes the kept rotated token (unless a caller of the burst did) and
+    // serves the access token obtained with it, without another refresh.
+    let access = tokens.access_token().unwrap();
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    assert_eq!(store.written_refresh_tokens(), [kept.expose_secret()]);
+    assert_eq!(
+        store
+            .record(tokens.key())
+            .access_token
+            .unwrap()
+            .expose_secret(),
+        access.expose_secret()
+    );
+    assert!(served.iter().all(|token| token == access.expose_secret()));
+    client.create_debug_id(access).unwrap();
+}
+
+/// Forwards to the mock, but takes `expires_in` out of the first successful refresh
+/// answer: a 200 whose access token cannot be used, though its rotated refresh token can.
+struct StripExpiresIn {
+    inner: UreqTransport,
+    armed: AtomicBool,
+    /// The rotated refresh token of the answer it spoiled.
+    rotated: Mutex<Option<String>>,
+}
+
+impl HttpTransport for StripExpiresIn {
+    fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
+        let refresh = serde_json::from_slice::<serde_json::Value>(request.body())
+            .is_ok_and(|body| body["grant_type"] == "refresh_token");
+        let mut response = self.inner.send(request)?;
+        if refresh && response.status().is_success() && self.armed.swap(false, Ordering::SeqCst) {
+            let mut body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            let fields = body.as_object_mut().unwrap();
+            assert!(fields.remove("expires_in").is_some());
+            *self.rotated.lock().unwrap() = fields
+                .get("refresh_token")
+                .and_then(|token| token.as_str())
+                .map(str::to_owned);
+            *response.body_mut() = serde_json::to_vec(&body).unwrap();
+            response.headers_mut().remove(http::header::CONTENT_LENGTH);
+        }
+        Ok(response)
+    }
+}
+
+#[test]
+fn a_rotated_refresh_token_survives_a_malformed_success_answer() {
+    let mock = MockServer::start();
+    let transport = Arc::new(StripExpiresIn {
+        inner: UreqTransport::new(Timeouts::default()),
+        armed: AtomicBool::new(true),
+        rotated: Mutex::new(None),
+    });
+    let client = TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+    .retry_policy(fast_retries())
+    .transport(transport.clone())
+    .build()
+    .unwrap();
+    let original = connect(&client, &mock).refresh_token.unwrap();
+    mock.reset_counts();
+    let store = Arc::new(TestStore::default());
+    let tokens = UserTokens::new(&client, "alice", original.clone(), store.clone()).unwrap();
+
+    let error = tokens.access_token().unwrap_err();
+    assert!(matches!(error, Error::UnexpectedResponse(_)), "{error:?}");
+    let rotated = transport
+        .rotated
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the mock rotated the refresh token");
+    assert_ne!(rotated, original.expose_secret());
+    assert!(!format!("{error} {error:?}").contains(&rotated));
+    // The store holds the rotated refresh token (and no access token).
+    let record = store.record(tokens.key());
+    assert_eq!(record.refresh_token.unwrap().expose_secret(), rotated);
+    assert!(record.access_token.is_none());
+    assert_eq!(tokens.refresh_token().unwrap().expose_secret(), rotated);
+
+    // The mock refuses a spent refresh token: success proves the rotated one was used.
+    let access = tokens.access_token().unwrap();
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+    let next = tokens.refresh_token().unwrap();
+    assert_ne!(next.expose_secret(), rotated);
+    assert_eq!(
+        store
+            .record(tokens.key())
+            .refresh_token
+            .unwrap()
+            .expose_secret(),
+        next.expose_secret()
+    );
+    client.create_debug_id(access).unwrap();
 }
 
 #[test]
@@ -746,12 +1232,13 @@ fn a_refused_refresh_token_asks_for_reauthentication() {
     let token = connect(&client, &mock);
     let refresh = token.refresh_token.unwrap();
     client.refresh(refresh.clone()).unwrap(); // spends it
-    let recorder = Arc::new(Recorder {
-        saved: Mutex::new(Vec::new()),
-        events: Arc::new(Mutex::new(Vec::new())),
-        refuse_first: Mutex::new(false),
-    });
-    let tokens = UserTokens::new(client.clone(), refresh.clone(), recorder);
+    let tokens = UserTokens::new(
+        &client,
+        "alice",
+        refresh.clone(),
+        Arc::new(MemoryStore::new()),
+    )
+    .unwrap();
     match tokens.access_token().unwrap_err() {
         Error::ReauthenticationRequired(reauth) => {
             assert_eq!(
@@ -762,11 +1249,150 @@ fn a_refused_refresh_token_asks_for_reauthentication() {
         }
         other => panic!("{other:?}"),
     }
+    // Asked again: the answer is known, and the server is not asked again.
+    mock.reset_counts();
+    let again = tokens.access_token().unwrap_err();
+    assert!(
+        matches!(again, Error::ReauthenticationRequired(_)),
+        "{again:?}"
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
+}
+
+#[test]
+fn a_connection_nobody_saved_is_not_found_and_a_saved_one_opens_without_a_request() {
+    fn not_found(result: Result<AccessToken, Error>) {
+        match result {
+            Err(Error::Store(error)) => assert_eq!(error.kind(), StoreErrorKind::NotFound),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let store = Arc::new(MemoryStore::new());
+    let early = UserTokens::open(&client, "alice", store.clone()).unwrap();
+    not_found(early.access_token());
+    assert!(early.refresh_token().is_none());
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
+
+    let requested_at = SystemTime::now();
+    let response = connect(&client, &mock);
+    mock.reset_counts();
+    let saved =
+        UserTokens::from_token_response(&client, "alice", &response, requested_at, store.clone())
+            .unwrap();
+    // Written before it returned.
+    let record = store.load(saved.key()).unwrap().unwrap().record;
+    assert_eq!(
+        record.access_token.unwrap().expose_secret(),
+        response.access_token.expose_secret()
+    );
+    let saved_refresh = response.refresh_token.clone().unwrap();
+    assert_eq!(
+        record.refresh_token.unwrap().expose_secret(),
+        saved_refresh.expose_secret()
+    );
+
+    let reopened = UserTokens::open(&client, "alice", store.clone()).unwrap();
+    assert_eq!(reopened.key(), saved.key());
+    assert_eq!(
+        secret(&reopened.access_token().unwrap()),
+        secret(&response.access_token)
+    );
+    // The handle opened before the connection was saved finds it now too.
+    assert_eq!(
+        secret(&early.access_token().unwrap()),
+        secret(&response.access_token)
+    );
+    // Another name is another connection.
+    not_found(
+        UserTokens::open(&client, "bob", store.clone())
+            .unwrap()
+            .access_token(),
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
+
+    // A forced refresh: one request, the rotated token written.
+    let refreshed = reopened.refresh_now().unwrap();
+    assert_ne!(secret(&refreshed), secret(&response.access_token));
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    let rotated = reopened.refresh_token().unwrap();
+    assert_ne!(rotated.expose_secret(), saved_refresh.expose_secret());
+    let record = store.load(reopened.key()).unwrap().unwrap().record;
+    assert_eq!(
+        record.refresh_token.unwrap().expose_secret(),
+        rotated.expose_secret()
+    );
+    client.create_debug_id(refreshed).unwrap();
+}
+
+#[test]
+fn a_fetch_cut_short_by_its_deadline_says_so() {
+    let mock = MockServer::start();
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        10,
+        Fault::Delay(Duration::from_secs(3)),
+    );
+    let deadline = Duration::from_secs(1);
+    let source = TokenSource::truelayer(
+        truelayer_with_total(&mock, Duration::from_secs(30)),
+        payments(),
+    )
+    .with_options(ManagerOptions {
+        deadline,
+        ..ManagerOptions::default()
+    })
+    .unwrap();
+    match source.access_token().unwrap_err() {
+        Error::Timeout(timeout) => {
+            assert!(timeout.after <= deadline, "{timeout:?}: {timeout}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reconfiguring_a_connection_keeps_a_rotated_token_the_store_refused() {
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let store = Arc::new(TestStore::default());
+    let requested_at = SystemTime::now();
+    let response = connect(&client, &mock);
+    let tokens =
+        UserTokens::from_token_response(&client, "alice", &response, requested_at, store.clone())
+            .unwrap();
+    // The rotation's write is refused: the rotated token lives in memory only, and the
+    // store still holds the spent one.
+    store.refuse.store(1, Ordering::SeqCst);
+    let refused = tokens.refresh_now().unwrap_err();
+    assert!(matches!(refused, Error::Store(_)), "{refused:?}");
+    mock.reset_counts();
+
+    let tokens = tokens
+        .with_options(ManagerOptions {
+            deadline: Duration::from_secs(30),
+            ..ManagerOptions::default()
+        })
+        .unwrap();
+    tokens.access_token().unwrap();
+    // The connection still refreshes: the rotated token was kept, not the spent one.
+    let refreshed = tokens.refresh_now();
+    assert!(refreshed.is_ok(), "{refreshed:?}");
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    assert_eq!(
+        store
+            .record(tokens.key())
+            .refresh_token
+            .unwrap()
+            .expose_secret(),
+        tokens.refresh_token().unwrap().expose_secret()
+    );
+    client.create_debug_id(refreshed.unwrap()).unwrap();
 }
 
 #[test]
 fn unbounded_or_zero_timeouts_are_refused_not_panicked_on() {
-    use obauth_blocking::{HttpTransport, UreqTransport};
     let mock = MockServer::start();
     for timeouts in [
         Timeouts {

@@ -16,8 +16,9 @@
 //!
 //! The API is `obauth-async`'s without `async`: same types, same method names. Every method
 //! hands an `http::Request` built by [`obauth_core`] to ureq and the `http::Response` back
-//! to the core; this crate only sends, sleeps between retries, and locks around cached
-//! tokens.
+//! to the core; this crate only sends, sleeps between retries, and does the waiting and
+//! store calls the token machine of [`obauth_core::manager`] asks for. With the `sqlite`
+//! feature, `SqliteStore` keeps tokens for every process of a host.
 //!
 //! Transport defaults: ureq with rustls, statuses are answers (`http_status_as_error` off),
 //! no redirects ever, a 10 s connect timeout and a 30 s total timeout per attempt, response
@@ -34,30 +35,40 @@ pub mod transport;
 pub mod truelayer;
 pub mod worldline;
 
-pub use manager::{RefreshTokenStore, TokenSource, UserTokens};
+pub use manager::{TokenSource, UserTokens};
 pub use obauth_core as core;
 pub use obauth_core::Error;
+pub use obauth_core::manager::ManagerOptions;
+pub use obauth_core::store::{MemoryStore, SealingKey, TokenStore};
+#[cfg(feature = "sqlite")]
+pub use obauth_sqlite::SqliteStore;
 pub use obauth_types as types;
 pub use transport::{HttpTransport, Timeouts, UreqTransport};
 pub use truelayer::TrueLayerClient;
 pub use worldline::WorldlineClient;
 
-use std::time::SystemTime;
+use std::time::Instant;
 
+use obauth_core::expiry::Now;
 use obauth_core::retry::RetryPolicy;
 use obauth_core::{Call, Operation, OsRandom, Step};
 
-/// Runs `op` through `transport`, retrying as `policy` and the operation allow.
+/// Runs `op` through `transport`, retrying as `policy` and the operation allow, and within
+/// `deadline` if there is one.
 pub(crate) fn execute<O: Operation>(
     transport: &dyn HttpTransport,
     policy: RetryPolicy,
     op: &O,
+    deadline: Option<Instant>,
 ) -> Result<O::Output, Error> {
     let mut call = Call::new(op, policy);
+    if let Some(deadline) = deadline {
+        call = call.with_deadline(deadline);
+    }
     loop {
-        let request = call.request(SystemTime::now(), &mut OsRandom)?;
+        let request = call.request(Now::system(), &mut OsRandom)?;
         let outcome = transport.send(request);
-        match call.outcome(outcome, SystemTime::now(), &mut OsRandom) {
+        match call.outcome(outcome, Now::system(), &mut OsRandom) {
             Step::Done(result) => return result,
             Step::Retry(delay) => std::thread::sleep(delay),
         }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 pub use obauth_core::Timeouts;
 use obauth_core::{
-    Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,
+    AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
+    TransportErrorKind,
 };
 use ureq::config::Config;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -98,17 +99,20 @@ impl UreqTransport {
         self
     }
 
-    fn error(&self, error: ureq::Error) -> Error {
+    /// `total`: the attempt's total time, less than the transport's own when a token
+    /// manager's deadline cut it.
+    fn error(&self, error: ureq::Error, total: Duration) -> Error {
         use ureq::Error as U;
         let (kind, message) = match error {
             U::Timeout(timeout) => {
-                let phase = match timeout {
-                    ureq::Timeout::Resolve | ureq::Timeout::Connect => TimeoutPhase::Connect,
-                    _ => TimeoutPhase::Total,
-                };
-                let after = match phase {
-                    TimeoutPhase::Connect => self.timeouts.connect,
-                    _ => self.timeouts.total,
+                let (phase, after) = match timeout {
+                    ureq::Timeout::Resolve | ureq::Timeout::Connect
+                        if total >= self.timeouts.connect =>
+                    {
+                        (TimeoutPhase::Connect, self.timeouts.connect)
+                    }
+                    _ if total < self.timeouts.total => (TimeoutPhase::Deadline, total),
+                    _ => (TimeoutPhase::Total, self.timeouts.total),
                 };
                 return Error::Timeout(TimeoutError { phase, after });
             }
@@ -158,27 +162,32 @@ impl HttpTransport for UreqTransport {
         // ureq adds the timeouts to `Instant`s, which panics on overflow: refuse them here
         // too, for transports built directly rather than through a client builder.
         self.timeouts.check()?;
+        // A token manager's deadline may leave this attempt less than the usual total.
+        let total = match request.extensions().get::<AttemptTimeout>() {
+            Some(cap) => self.timeouts.total.min(cap.0),
+            None => self.timeouts.total,
+        };
         // Whatever agent we were given, these settings hold for obauth's requests.
-        let response = if self.configure_each_request {
+        let response = if self.configure_each_request || total < self.timeouts.total {
             let request = self
                 .agent
                 .configure_request(request)
                 .http_status_as_error(false)
                 .max_redirects(0)
-                .timeout_connect(Some(self.timeouts.connect))
-                .timeout_global(Some(self.timeouts.total))
+                .timeout_connect(Some(self.timeouts.connect.min(total)))
+                .timeout_global(Some(total))
                 .build();
             self.agent.run(request)
         } else {
             self.agent.run(request)
         }
-        .map_err(|error| self.error(error))?;
+        .map_err(|error| self.error(error, total))?;
         let (parts, mut body) = response.into_parts();
         let body = body
             .with_config()
             .limit(self.max_body as u64)
             .read_to_vec()
-            .map_err(|error| self.error(error))?;
+            .map_err(|error| self.error(error, total))?;
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -222,19 +231,28 @@ impl Resolver for CachingResolver {
     }
 }
 
-/// The transport a client builder ends up with: the caller's own, a ureq transport over
-/// the caller's agent, or obauth's default.
-pub(crate) fn choose(
-    transport: Option<std::sync::Arc<dyn HttpTransport>>,
-    agent: Option<ureq::Agent>,
-    timeouts: Timeouts,
-) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
-    if transport.is_none() {
+/// What a client builder was given to send with: its own transport, a `ureq::Agent`, or
+/// nothing (obauth's default).
+#[derive(Default)]
+pub(crate) struct Choice {
+    pub(crate) custom: Option<std::sync::Arc<dyn HttpTransport>>,
+    pub(crate) agent: Option<ureq::Agent>,
+}
+
+impl Choice {
+    /// The transport the client ends up with; `timeouts` are checked unless the caller's own
+    /// transport (which has its own) is used.
+    pub(crate) fn build(
+        self,
+        timeouts: Timeouts,
+    ) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
+        if let Some(custom) = self.custom {
+            return Ok(custom);
+        }
         timeouts.check()?;
+        Ok(match self.agent {
+            Some(agent) => std::sync::Arc::new(UreqTransport::with_agent(agent, timeouts)),
+            None => std::sync::Arc::new(UreqTransport::new(timeouts)),
+        })
     }
-    Ok(match (transport, agent) {
-        (Some(transport), _) => transport,
-        (None, Some(agent)) => std::sync::Arc::new(UreqTransport::with_agent(agent, timeouts)),
-        (None, None) => std::sync::Arc::new(UreqTransport::new(timeouts)),
-    })
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use obauth_core::client::WorldlineSettings;
 use obauth_core::retry::RetryPolicy;
 use obauth_core::worldline::{WorldlineAuth, WorldlineConfig};
 use obauth_core::{BaseUrl, Operation};
@@ -9,7 +10,7 @@ use obauth_types::Scopes;
 use obauth_types::worldline::Scope;
 use obauth_types::worldline::token::TokenResponse;
 
-use crate::transport::{self, HttpTransport, Timeouts};
+use crate::transport::{self, HttpTransport};
 use crate::{Error, execute};
 
 /// A Worldline client. Cheap to clone; clones share the connection pool.
@@ -36,62 +37,34 @@ impl std::fmt::Debug for WorldlineClient {
 /// Builds a [`WorldlineClient`].
 #[must_use]
 pub struct WorldlineClientBuilder {
-    base_url: BaseUrl,
-    realm: String,
-    client_id: String,
-    auth: WorldlineAuth,
-    user_agent: Option<String>,
-    timeouts: Timeouts,
-    retry: RetryPolicy,
-    transport: Option<Arc<dyn HttpTransport>>,
-    agent: Option<ureq::Agent>,
+    settings: WorldlineSettings,
+    transport: transport::Choice,
 }
 
 impl WorldlineClientBuilder {
-    /// The `User-Agent` (default `obauth/<version>`).
-    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
-        self.user_agent = Some(user_agent.into());
-        self
-    }
-
-    /// Connect and total timeouts per attempt (defaults: 10 s and 30 s). Each must be above
-    /// zero and at most [`Timeouts::MAX`] (an hour); `build` refuses others.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// The retry policy (default: [`RetryPolicy::default`]).
-    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
+    obauth_core::client_builder_setters!();
 
     /// Sends through your own `ureq::Agent`.
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
-        self.agent = Some(agent);
+        self.transport.agent = Some(agent);
         self
     }
 
     /// Sends through any [`HttpTransport`].
     pub fn transport(mut self, transport: Arc<dyn HttpTransport>) -> Self {
-        self.transport = Some(transport);
+        self.transport.custom = Some(transport);
         self
     }
 
     /// Validates the settings and builds the client.
     pub fn build(self) -> Result<WorldlineClient, Error> {
-        let mut config =
-            WorldlineConfig::new(self.base_url, self.realm, self.client_id, self.auth)?;
-        if let Some(user_agent) = &self.user_agent {
-            config = config.with_user_agent(user_agent)?;
-        }
-        let transport = transport::choose(self.transport, self.agent, self.timeouts)?;
+        let (config, common) = self.settings.into_config()?;
+        let transport = self.transport.build(common.timeouts)?;
         Ok(WorldlineClient {
             inner: Arc::new(Inner {
                 config,
                 transport,
-                retry: self.retry,
+                retry: common.retry,
             }),
         })
     }
@@ -106,15 +79,8 @@ impl WorldlineClient {
         auth: WorldlineAuth,
     ) -> WorldlineClientBuilder {
         WorldlineClientBuilder {
-            base_url,
-            realm: realm.into(),
-            client_id: client_id.into(),
-            auth,
-            user_agent: None,
-            timeouts: Timeouts::default(),
-            retry: RetryPolicy::default(),
-            transport: None,
-            agent: None,
+            settings: WorldlineSettings::new(base_url, realm.into(), client_id.into(), auth),
+            transport: transport::Choice::default(),
         }
     }
 
@@ -125,7 +91,15 @@ impl WorldlineClient {
 
     /// Runs any core operation through this client's transport and retry policy.
     pub fn execute<O: Operation + Sync>(&self, op: &O) -> Result<O::Output, Error> {
-        execute(&*self.inner.transport, self.inner.retry, op)
+        execute(&*self.inner.transport, self.inner.retry, op, None)
+    }
+
+    pub(crate) fn transport(&self) -> Arc<dyn HttpTransport> {
+        Arc::clone(&self.inner.transport)
+    }
+
+    pub(crate) fn retry(&self) -> RetryPolicy {
+        self.inner.retry
     }
 
     /// `POST …/protocol/openid-connect/token`, `client_credentials`. For a cached token,

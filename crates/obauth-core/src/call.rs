@@ -1,22 +1,28 @@
 //! One call of an operation, retries included, as a state machine the bindings drive.
 //!
 //! ```text
-//! let mut call = Call::new(&op, policy);
+//! let mut call = Call::new(&op, policy);            // .with_deadline(…) for one overall bound
 //! loop {
-//!     let request = call.request(SystemTime::now(), &mut OsRandom)?;
+//!     let request = call.request(Now::system(), &mut OsRandom)?;
 //!     let outcome = transport.send(request);             // Result<Response, Error>
-//!     match call.outcome(outcome, SystemTime::now(), &mut OsRandom) {
+//!     match call.outcome(outcome, Now::system(), &mut OsRandom) {
 //!         Step::Done(result) => return result,
 //!         Step::Retry(delay) => sleep(delay),
 //!     }
 //! }
 //! ```
+//!
+//! With a deadline, no attempt starts and no wait is begun that the deadline does not
+//! leave room for, and each request carries an [`AttemptTimeout`] (in its extensions) no
+//! longer than the time left, which the bindings' transports apply on top of their own
+//! per-attempt timeout.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 
-use crate::error::{Error, InvalidInput};
+use crate::error::{Error, InvalidInput, TimeoutError, TimeoutPhase};
+use crate::expiry::Now;
 use crate::operation::{Operation, RequestContext};
 use crate::random::{RandomSource, random_u64};
 use crate::retry::{Failure, RetryDecision, RetryPolicy};
@@ -65,12 +71,19 @@ impl Default for Timeouts {
     }
 }
 
+/// The longest a single attempt may take, set by [`Call`] on the requests it builds when
+/// it has a deadline: a transport bounds the attempt by this as well as by its own total
+/// timeout. Read it with `request.extensions().get::<AttemptTimeout>()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptTimeout(pub Duration);
+
 /// The attempts of one operation under a retry policy.
 #[derive(Debug)]
 pub struct Call<'o, O> {
     op: &'o O,
     policy: RetryPolicy,
     attempt: u32,
+    deadline: Option<Instant>,
 }
 
 /// What the binding does next.
@@ -89,7 +102,21 @@ impl<'o, O: Operation> Call<'o, O> {
             op,
             policy,
             attempt: 0,
+            deadline: None,
         }
+    }
+
+    /// Bounds the whole call, every attempt and wait included, by `deadline`.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn past_deadline(&self) -> Error {
+        Error::Timeout(TimeoutError {
+            phase: TimeoutPhase::Deadline,
+            after: Duration::ZERO,
+        })
     }
 
     /// How many attempts have been started.
@@ -98,20 +125,34 @@ impl<'o, O: Operation> Call<'o, O> {
     }
 
     /// The request of the next attempt, built afresh (a new assertion `jti` each time).
+    /// Past the deadline, if there is one, the call ends with [`TimeoutPhase::Deadline`].
     pub fn request(
         &mut self,
-        now: SystemTime,
+        now: Now,
         random: &mut dyn RandomSource,
     ) -> Result<Request<Vec<u8>>, Error> {
+        let left = match self.deadline {
+            Some(deadline) => match deadline.checked_duration_since(now.mono) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(self.past_deadline()),
+            },
+            None => None,
+        };
         self.attempt += 1;
-        self.op.build_request(&mut RequestContext::new(now, random))
+        let mut request = self
+            .op
+            .build_request(&mut RequestContext::new(now.wall, random))?;
+        if let Some(left) = left {
+            request.extensions_mut().insert(AttemptTimeout(left));
+        }
+        Ok(request)
     }
 
     /// Takes the transport's outcome for the current attempt and says what comes next.
     pub fn outcome<B: AsRef<[u8]>>(
         &mut self,
         outcome: Result<Response<B>, Error>,
-        now: SystemTime,
+        now: Now,
         random: &mut dyn RandomSource,
     ) -> Step<O::Output> {
         let error = match outcome.and_then(|response| self.op.parse_response(&response)) {
@@ -123,9 +164,18 @@ impl<'o, O: Operation> Call<'o, O> {
             self.op.replay(),
             self.attempt.max(1),
             Failure::of(&error),
-            now,
+            now.wall,
             jitter,
         ) {
+            // A wait that would end at or past the deadline leaves no room for the attempt
+            // after it: give up now with the error in hand.
+            RetryDecision::RetryAfter(delay)
+                if self.deadline.is_some_and(|deadline| {
+                    now.mono.checked_add(delay).is_none_or(|at| at >= deadline)
+                }) =>
+            {
+                Step::Done(Err(error))
+            }
             RetryDecision::RetryAfter(delay) => Step::Retry(delay),
             RetryDecision::GiveUp => Step::Done(Err(error)),
         }
@@ -138,7 +188,7 @@ mod tests {
     use obauth_types::{AuthorizationCode, RefreshToken, Scopes, truelayer::Scope};
 
     use super::*;
-    use crate::error::{TimeoutError, TimeoutPhase, TransportError, TransportErrorKind};
+    use crate::error::{TransportError, TransportErrorKind};
     use crate::random::OsRandom;
     use crate::truelayer::{Environment, TrueLayerConfig};
 
@@ -169,6 +219,13 @@ mod tests {
         );
     }
 
+    fn t0() -> Now {
+        Now {
+            wall: std::time::SystemTime::UNIX_EPOCH,
+            mono: Instant::now(),
+        }
+    }
+
     fn config() -> TrueLayerConfig {
         TrueLayerConfig::new(Environment::Sandbox, "id")
             .unwrap()
@@ -188,7 +245,7 @@ mod tests {
         let config = config();
         let op = config.client_credentials(Scopes::from([Scope::Payments]));
         let mut call = Call::new(&op, RetryPolicy::default());
-        let now = SystemTime::UNIX_EPOCH;
+        let now = t0();
         call.request(now, &mut OsRandom).unwrap();
         assert!(matches!(
             call.outcome(status(503, ""), now, &mut OsRandom),
@@ -216,21 +273,21 @@ mod tests {
         let config = config();
         let op = config.client_credentials(Scopes::from([Scope::Payments]));
         let mut call = Call::new(&op, RetryPolicy::default());
-        call.request(SystemTime::UNIX_EPOCH, &mut OsRandom).unwrap();
+        call.request(t0(), &mut OsRandom).unwrap();
         assert!(matches!(
-            call.outcome(status(200, TOKEN), SystemTime::UNIX_EPOCH, &mut OsRandom),
+            call.outcome(status(200, TOKEN), t0(), &mut OsRandom),
             Step::Done(Ok(_))
         ));
 
         let exchange = config.exchange_code(AuthorizationCode::new("c"), "https://a/cb", None);
         let mut call = Call::new(&exchange, RetryPolicy::default());
-        call.request(SystemTime::UNIX_EPOCH, &mut OsRandom).unwrap();
+        call.request(t0(), &mut OsRandom).unwrap();
         let refused = Err(Error::Transport(TransportError::new(
             TransportErrorKind::Connect,
             "refused",
         )));
         assert!(matches!(
-            call.outcome::<Vec<u8>>(refused, SystemTime::UNIX_EPOCH, &mut OsRandom),
+            call.outcome::<Vec<u8>>(refused, t0(), &mut OsRandom),
             Step::Done(Err(Error::Transport(_)))
         ));
     }
@@ -239,7 +296,7 @@ mod tests {
     fn refresh_retries_only_when_nothing_was_processed() {
         let config = config();
         let op = config.refresh(RefreshToken::new("r"));
-        let now = SystemTime::UNIX_EPOCH;
+        let now = t0();
         let mut call = Call::new(&op, RetryPolicy::default());
         call.request(now, &mut OsRandom).unwrap();
         let reset = Err(Error::Transport(TransportError::new(
@@ -256,5 +313,53 @@ mod tests {
             call.outcome(status(429, ""), now, &mut OsRandom),
             Step::Retry(_)
         ));
+    }
+
+    #[test]
+    fn a_deadline_caps_each_attempt_and_refuses_waits_and_attempts_past_it() {
+        let config = config();
+        let op = config.client_credentials(Scopes::from([Scope::Payments]));
+        let start = t0();
+        let deadline = start.mono + Duration::from_secs(10);
+        let mut call = Call::new(&op, RetryPolicy::default()).with_deadline(deadline);
+
+        let request = call.request(start, &mut OsRandom).unwrap();
+        assert_eq!(
+            request.extensions().get::<AttemptTimeout>(),
+            Some(&AttemptTimeout(Duration::from_secs(10)))
+        );
+        // 4 s later, a 503 with a backoff that fits: retried, the next attempt gets 6 s.
+        let later = start.after(Duration::from_secs(4));
+        assert!(matches!(
+            call.outcome(status(503, ""), later, &mut OsRandom),
+            Step::Retry(_)
+        ));
+        let request = call.request(later, &mut OsRandom).unwrap();
+        assert_eq!(
+            request.extensions().get::<AttemptTimeout>(),
+            Some(&AttemptTimeout(Duration::from_secs(6)))
+        );
+        // A Retry-After that would end exactly at the deadline: the error is returned now.
+        let mut busy = Response::new(Vec::new());
+        *busy.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        busy.headers_mut()
+            .insert(http::header::RETRY_AFTER, "6".parse().unwrap());
+        match call.outcome(Ok(busy), later, &mut OsRandom) {
+            Step::Done(Err(error)) => {
+                assert_eq!(error.status(), Some(StatusCode::SERVICE_UNAVAILABLE))
+            }
+            other => panic!("expected to give up, got {other:?}"),
+        }
+        // At the deadline itself no attempt starts.
+        let mut call = Call::new(&op, RetryPolicy::default()).with_deadline(deadline);
+        match call.request(start.after(Duration::from_secs(10)), &mut OsRandom) {
+            Err(Error::Timeout(timeout)) => assert_eq!(timeout.phase, TimeoutPhase::Deadline),
+            other => panic!("expected the deadline, got {other:?}"),
+        }
+        assert_eq!(call.attempts(), 0);
+        // Without a deadline nothing is attached.
+        let mut call = Call::new(&op, RetryPolicy::default());
+        let request = call.request(start, &mut OsRandom).unwrap();
+        assert!(request.extensions().get::<AttemptTimeout>().is_none());
     }
 }

@@ -1,8 +1,8 @@
 //! The core's error type: what went wrong, typed by what a caller would do about it.
 //!
-//! A leaf of the crate: the rest imports it, and it imports only [`crate::redact`]'s text
-//! helpers. No variant carries a secret: server bodies appear only as short excerpts with token-like
-//! values redacted, and inputs are described, never echoed.
+//! A leaf of the crate: the rest imports it, and it imports only the `redact` module's
+//! text helpers. No variant carries a secret: server bodies appear only as short excerpts
+//! with token-like values redacted, and inputs are described, never echoed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -44,7 +44,7 @@ pub enum Error {
     /// The refresh token was refused (`invalid_grant`): the user must re-authenticate,
     /// e.g. through a reauthentication link built from the token this error carries.
     ReauthenticationRequired(ReauthenticationRequired),
-    /// The application's refresh-token store refused a rotated token.
+    /// A token store failed.
     Store(StoreError),
 }
 
@@ -488,6 +488,9 @@ pub enum TimeoutPhase {
     Connect,
     /// The whole call, from sending to the last body byte.
     Total,
+    /// A token manager's deadline for the whole fetch (store, lease, every attempt and the
+    /// waits between them): no further attempt or wait fitted in it.
+    Deadline,
 }
 
 /// A deadline expired.
@@ -504,6 +507,13 @@ impl fmt::Display for TimeoutError {
         let phase = match self.phase {
             TimeoutPhase::Connect => "connecting",
             TimeoutPhase::Total => "waiting for the answer",
+            TimeoutPhase::Deadline => {
+                f.write_str("timed out: the token fetch's deadline passed")?;
+                if !self.after.is_zero() {
+                    write!(f, " (the last attempt had {:.1?} left)", self.after)?;
+                }
+                return Ok(());
+            }
         };
         write!(f, "timed out {phase} after {:.1?}", self.after)
     }
@@ -545,18 +555,41 @@ impl fmt::Display for ReauthenticationRequired {
 
 impl std::error::Error for ApiError {}
 
-/// The application's refresh-token store failed; the rotated token is kept in memory and
-/// saving is tried again on the next call.
+/// What kind of token-store failure happened, as far as a caller cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The store could not be reached, or did not answer in time (I/O error, a database
+    /// locked past its busy timeout, a lost connection).
+    Unavailable,
+    /// A record or the store itself is unreadable: a truncated or corrupted file, a record
+    /// of the wrong shape, a schema written by a newer obauth.
+    Corrupt,
+    /// A sealed record could not be opened: sealed under another key or tampered with, no
+    /// key given for a sealed record, or a key given and the record not sealed.
+    Sealed,
+    /// Nothing is stored where something must be: a user connection that was never saved.
+    NotFound,
+    /// Another process held the lease on this token past this call's deadline.
+    LeaseTimeout,
+    /// A custom store's own failure.
+    Other,
+}
+
+/// A token store failed. A user's rotated refresh token that could not be written is kept
+/// in memory and written first thing on the next call, before anything is refreshed.
 #[derive(Clone, Debug)]
 pub struct StoreError {
+    kind: StoreErrorKind,
     message: Cow<'static, str>,
     source: Option<Source>,
 }
 
 impl StoreError {
-    /// A failure described by `message` (no secrets).
-    pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
+    /// A failure of `kind` described by `message` (no secrets; a file name is fine).
+    pub fn new(kind: StoreErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
+            kind,
             message: message.into(),
             source: None,
         }
@@ -564,19 +597,26 @@ impl StoreError {
 
     /// The same with the underlying cause.
     pub fn with_source(
+        kind: StoreErrorKind,
         message: impl Into<Cow<'static, str>>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
         Self {
+            kind,
             message: message.into(),
             source: Some(Arc::new(source)),
         }
+    }
+
+    /// What kind of failure.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
     }
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "saving the refresh token failed: {}", self.message)?;
+        write!(f, "token store: {}", self.message)?;
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
         }

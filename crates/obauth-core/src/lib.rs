@@ -6,7 +6,10 @@
 //! a typed result or a typed [`Error`]. Time and randomness arrive as arguments
 //! ([`RequestContext`], `now` parameters), so every decision here is reproducible in a test.
 //! The same holds for the bookkeeping around the calls: token expiry ([`expiry`]), retries
-//! ([`retry`]), PKCE ([`pkce`]) and the Worldline client assertion ([`worldline::assertion`]).
+//! ([`retry`] and [`call`]), PKCE ([`pkce`]), the Worldline client assertion
+//! ([`worldline::assertion`]), and the token managers' whole life cycle ([`manager`]: a
+//! machine that says what to do next, which the bindings drive), with the records it keeps
+//! behind a [`store::TokenStore`] (in memory here; in SQLite with `obauth-sqlite`).
 //!
 //! ```text
 //!   TrueLayerConfig / WorldlineConfig        (endpoints, credentials; built once)
@@ -20,13 +23,15 @@
 //!            Ok(typed output) | Err(Error) ──▶ retry::RetryPolicy::decide(…)
 //! ```
 //!
-//! This crate is not an HTTP client: `obauth-async` (reqwest) and `obauth-blocking` (ureq)
-//! are thin loops around it, and you can drive it with any client you like. The data types
+//! This crate is not an HTTP client and touches no file: `obauth-async` (reqwest) and
+//! `obauth-blocking` (ureq) are thin loops around it, and you can drive it with any client
+//! you like. The data types
 //! live in `obauth-types`, re-exported here as [`types`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod call;
+pub mod client;
 pub mod error;
 pub mod expiry;
 pub mod manager;
@@ -35,16 +40,18 @@ pub mod pkce;
 pub mod random;
 mod redact;
 pub mod retry;
+pub mod store;
 pub mod truelayer;
 pub mod url;
 mod validate;
 mod wire;
 pub mod worldline;
 
-pub use call::{Call, Step, Timeouts};
+pub use call::{AttemptTimeout, Call, Step, Timeouts};
 pub use error::{
     ApiError, CallbackError, Error, InvalidInput, ReauthenticationRequired, SigningError,
-    StoreError, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind, UnexpectedResponse,
+    StoreError, StoreErrorKind, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,
+    UnexpectedResponse,
 };
 pub use obauth_types as types;
 pub use operation::{Operation, Replay, RequestContext};

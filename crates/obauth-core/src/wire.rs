@@ -1,5 +1,5 @@
 //! What every operation shares on the wire: request construction and response
-//! classification. The secret-free excerpts of bodies are [`crate::redact`]'s.
+//! classification. The secret-free excerpts of bodies are the `redact` module's.
 
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION};
 use http::{HeaderMap, Method, Request, Response, Uri};

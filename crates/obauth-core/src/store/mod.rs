@@ -1,0 +1,435 @@
+//! Where token records live: the [`TokenStore`] trait, what it keeps ([`TokenRecord`] under
+//! a [`StoreKey`], with a version), the in-memory [`MemoryStore`], and the record
+//! [`codec`] (with optional sealing) that durable stores share.
+//!
+//! A store is consulted by the token managers on a miss, when a token is due, and on the
+//! first call in a process, never on the path that serves a fresh token. Writes are
+//! compare-and-swap on the version the writer read, so two writers cannot silently
+//! overwrite each other; a lease per key lets one process at a time fetch, so that N
+//! processes sharing a store make one token request.
+//!
+//! The trait is synchronous: the stores obauth ships (memory, SQLite) answer from the local
+//! machine. The async binding calls a store that [may block](TokenStore::may_block) on
+//! tokio's blocking pool, so that a slow disk never stalls the runtime.
+
+pub mod codec;
+mod memory;
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use obauth_types::{AccessToken, RefreshToken};
+
+pub use self::codec::SealingKey;
+pub use self::memory::MemoryStore;
+use crate::error::{InvalidInput, StoreError};
+use crate::random::RandomSource;
+
+/// What a record is stored under: derived from the token URL, the client id, the client
+/// authentication method and either the scopes (application tokens) or a connection name
+/// chosen by the user (user tokens). It never contains a secret, and two clients never
+/// share one.
+///
+/// Its text form ([`StoreKey::as_str`]) is a JSON array of those parts, so that no choice
+/// of names can make two keys collide.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StoreKey {
+    text: String,
+    connection: Option<String>,
+}
+
+/// The longest connection name accepted, in characters.
+pub const MAX_CONNECTION_NAME: usize = 200;
+
+/// The name a user's connection is stored under: any name you choose (a user id,
+/// "alice-monzo"), 1 to [`MAX_CONNECTION_NAME`] characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectionName(String);
+
+impl ConnectionName {
+    /// Checks `name`.
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidInput> {
+        let name = name.into();
+        if name.is_empty()
+            || name.chars().count() > MAX_CONNECTION_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(InvalidInput::new(
+                "connection name",
+                "must be 1 to 200 characters, without control characters",
+            ));
+        }
+        Ok(Self(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StoreKey {
+    /// The key of a client-credentials token.
+    pub fn client_credentials(
+        token_url: &str,
+        client_id: &str,
+        auth_method: &str,
+        scopes: &str,
+    ) -> Self {
+        let text = serde_json::json!([
+            "client_credentials",
+            token_url,
+            client_id,
+            auth_method,
+            scopes
+        ])
+        .to_string();
+        Self {
+            text,
+            connection: None,
+        }
+    }
+
+    /// The key of a user's connection named `connection`.
+    pub fn user(
+        token_url: &str,
+        client_id: &str,
+        auth_method: &str,
+        connection: &ConnectionName,
+    ) -> Self {
+        let text = serde_json::json!([
+            "user",
+            token_url,
+            client_id,
+            auth_method,
+            connection.as_str()
+        ])
+        .to_string();
+        Self {
+            text,
+            connection: Some(connection.as_str().to_owned()),
+        }
+    }
+
+    /// The key as text, as stores index it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The connection name, for a user's key.
+    pub fn connection(&self) -> Option<&str> {
+        self.connection.as_deref()
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StoreKey").field(&self.text).finish()
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What a store keeps under a key: the tokens and when they were obtained.
+///
+/// Times are wall-clock, so that another process (or the same one after a restart or a
+/// suspend) can tell how old the access token is. `Debug` shows no token.
+#[derive(Clone, Debug)]
+pub struct TokenRecord {
+    /// The access token; `None` when only a refresh token is known (a connection saved
+    /// from a refresh token, or a rotated refresh token that came with an unreadable answer).
+    pub access_token: Option<AccessToken>,
+    /// When the request that obtained the access token was sent.
+    pub obtained_at: SystemTime,
+    /// The access token's lifetime in seconds, as the server said.
+    pub expires_in: u64,
+    /// The refresh token, for a user's connection.
+    pub refresh_token: Option<RefreshToken>,
+}
+
+impl PartialEq for TokenRecord {
+    fn eq(&self, other: &Self) -> bool {
+        fn same<T>(a: &Option<T>, b: &Option<T>, secret: fn(&T) -> &str) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => secret(a) == secret(b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(
+            &self.access_token,
+            &other.access_token,
+            AccessToken::expose_secret,
+        ) && self.obtained_at == other.obtained_at
+            && self.expires_in == other.expires_in
+            && same(
+                &self.refresh_token,
+                &other.refresh_token,
+                RefreshToken::expose_secret,
+            )
+    }
+}
+
+impl Eq for TokenRecord {}
+
+/// A record with the version the store gave it: every write makes a new version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// Its version: 1 for the first write, one more for each write after.
+    pub version: u64,
+    /// The record.
+    pub record: TokenRecord,
+}
+
+/// What a write expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No record: the key is new.
+    Absent,
+    /// The record at this version.
+    Version(u64),
+    /// Whatever is there (saving a new connection over an old one).
+    Any,
+}
+
+impl Expect {
+    /// Whether a store holding `current` (a version, or none) meets this expectation.
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match (self, current) {
+            (Expect::Any, _) | (Expect::Absent, None) => true,
+            (Expect::Version(expected), Some(current)) => expected == current,
+            _ => false,
+        }
+    }
+
+    /// The expectation of a writer that last read `version`.
+    pub fn after(version: Option<u64>) -> Self {
+        version.map_or(Expect::Absent, Expect::Version)
+    }
+}
+
+/// The answer to a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cas {
+    /// Written, as this version.
+    Written(u64),
+    /// Not written: another writer got there first; this is what is stored now.
+    Conflict(Option<Stored>),
+}
+
+/// Who holds a lease: a random id per token manager, so that a process never mistakes
+/// another's lease for its own.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseHolder([u8; 16]);
+
+impl LeaseHolder {
+    /// A fresh random holder id.
+    pub fn random(random: &mut dyn RandomSource) -> Result<Self, crate::error::RandomnessError> {
+        let mut id = [0; 16];
+        random.fill(&mut id)?;
+        Ok(Self(id))
+    }
+
+    /// A random holder id or, should the random source fail, one unique on this host: the
+    /// process id and a counter of this process's holders. Never fails.
+    pub fn generate(random: &mut dyn RandomSource) -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        Self::random(random).unwrap_or_else(|_| {
+            let mut id = [0; 16];
+            id[..4].copy_from_slice(&std::process::id().to_be_bytes());
+            let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            id[4..12].copy_from_slice(&count.to_be_bytes());
+            Self(id)
+        })
+    }
+
+    /// The id as 32 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// Reads [`LeaseHolder::to_hex`]'s form back.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 32 || !hex.is_ascii() {
+            return None;
+        }
+        let mut id = [0; 16];
+        for (byte, pair) in id.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        Some(Self(id))
+    }
+}
+
+impl fmt::Debug for LeaseHolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LeaseHolder({})", self.to_hex())
+    }
+}
+
+/// The answer to a lease request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds the lease until the time it asked for.
+    Granted,
+    /// Another holder has it until `until` (wall clock).
+    Held {
+        /// When that lease runs out, unless released or renewed first.
+        until: SystemTime,
+    },
+}
+
+/// Where token records live. Implement it to keep tokens in your own database; obauth
+/// ships [`MemoryStore`] and, in `obauth-sqlite`, `SqliteStore`.
+///
+/// Every method reports failures as a [`StoreError`] of the right
+/// [`kind`](crate::error::StoreErrorKind), never by panicking, and returns in bounded time
+/// (a store over a network or a file lock has a timeout of its own).
+pub trait TokenStore: Send + Sync {
+    /// The record under `key`, if any.
+    fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError>;
+
+    /// Writes `record` under `key` if what is stored meets `expect`; otherwise changes
+    /// nothing and answers [`Cas::Conflict`] with what is stored.
+    fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, StoreError>;
+
+    /// Takes the lease on `key` for `ttl` from `now` (wall clock), if nobody else holds an
+    /// unexpired one. Taking a lease one already holds renews it.
+    fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, StoreError>;
+
+    /// Gives the lease on `key` back, if `holder` holds it.
+    fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError>;
+
+    /// Whether a call may wait on I/O (a disk, a network): the async binding then runs it
+    /// on tokio's blocking pool. `true` unless the store only touches memory.
+    fn may_block(&self) -> bool {
+        true
+    }
+}
+
+impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
+    fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
+        (**self).load(key)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, StoreError> {
+        (**self).compare_and_swap(key, expect, record)
+    }
+
+    fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, StoreError> {
+        (**self).try_lease(key, holder, ttl, now)
+    }
+
+    fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
+        (**self).release(key, holder)
+    }
+
+    fn may_block(&self) -> bool {
+        (**self).may_block()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_injective_and_hold_no_secret() {
+        let a = StoreKey::client_credentials("https://a/token", "id", "client_secret_post", "x y");
+        let b = StoreKey::client_credentials("https://a/token", "id", "client_secret_post", "x");
+        let c = StoreKey::client_credentials("https://a/token", "id\",\"x", "m", "y");
+        assert_ne!(a, b);
+        assert_ne!(a.as_str(), c.as_str());
+        assert_eq!(
+            a.as_str(),
+            r#"["client_credentials","https://a/token","id","client_secret_post","x y"]"#
+        );
+        let alice = ConnectionName::new("alice").unwrap();
+        let user = StoreKey::user("https://a/token", "id", "client_secret_post", &alice);
+        assert_eq!(user.connection(), Some("alice"));
+        assert_ne!(
+            user,
+            StoreKey::client_credentials("https://a/token", "id", "client_secret_post", "alice")
+        );
+        for bad in ["", "a\nb", &"x".repeat(MAX_CONNECTION_NAME + 1)] {
+            assert!(ConnectionName::new(bad).is_err());
+        }
+        assert!(ConnectionName::new("é".repeat(MAX_CONNECTION_NAME)).is_ok());
+    }
+
+    #[test]
+    fn expectations() {
+        assert!(Expect::Absent.holds(None));
+        assert!(!Expect::Absent.holds(Some(1)));
+        assert!(Expect::Version(3).holds(Some(3)));
+        assert!(!Expect::Version(3).holds(Some(4)));
+        assert!(!Expect::Version(3).holds(None));
+        assert!(Expect::Any.holds(None) && Expect::Any.holds(Some(9)));
+        assert_eq!(Expect::after(None), Expect::Absent);
+        assert_eq!(Expect::after(Some(2)), Expect::Version(2));
+    }
+
+    #[test]
+    fn holders_are_unique_even_without_randomness() {
+        struct Broken;
+        impl RandomSource for Broken {
+            fn fill(&mut self, _: &mut [u8]) -> Result<(), crate::error::RandomnessError> {
+                Err(crate::error::RandomnessError { code: None })
+            }
+        }
+        let a = LeaseHolder::generate(&mut Broken);
+        let b = LeaseHolder::generate(&mut Broken);
+        assert_ne!(a, b);
+        assert!(
+            a.to_hex()
+                .starts_with(&format!("{:08x}", std::process::id()))
+        );
+        assert_ne!(
+            LeaseHolder::generate(&mut crate::random::OsRandom),
+            LeaseHolder::generate(&mut crate::random::OsRandom)
+        );
+    }
+
+    #[test]
+    fn lease_holders_round_trip_through_hex() {
+        let holder = LeaseHolder::random(&mut crate::random::OsRandom).unwrap();
+        let hex = holder.to_hex();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(LeaseHolder::from_hex(&hex), Some(holder));
+        assert_eq!(LeaseHolder::from_hex("zz"), None);
+        assert_eq!(LeaseHolder::from_hex(&"g".repeat(32)), None);
+        assert_eq!(LeaseHolder::from_hex(&"é".repeat(16)), None);
+    }
+}
