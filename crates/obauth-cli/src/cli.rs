@@ -45,6 +45,21 @@ pub(crate) struct Global {
     /// `text` for people, `json` for scripts (exactly the parsed response on stdout).
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub(crate) output: Output,
+    /// Where tokens are kept between runs: `memory` (nothing written anywhere) or
+    /// `sqlite:PATH` (a file shared by every process of this host, created mode 0600).
+    /// Records are sealed with the key in OBAUTH_TOKEN_STORE_KEY or --token-store-key-file
+    /// (32 bytes, base64; `obauth store-key` makes one).
+    #[arg(
+        long,
+        global = true,
+        env = "OBAUTH_TOKEN_STORE",
+        default_value = "memory",
+        value_name = "STORE"
+    )]
+    pub(crate) token_store: String,
+    /// A file holding the token store's sealing key (wins over OBAUTH_TOKEN_STORE_KEY).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) token_store_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -71,6 +86,9 @@ pub(crate) enum Command {
     },
     /// A fresh PKCE code_verifier / code_challenge pair.
     Pkce,
+    /// A fresh random key for sealing the token store, base64 on stdout (keep it in a file
+    /// or a secret manager; pass it with --token-store-key-file or OBAUTH_TOKEN_STORE_KEY).
+    StoreKey,
     /// TrueLayer's Authentication Server.
     #[command(subcommand)]
     Truelayer(TrueLayer),
@@ -126,7 +144,9 @@ pub(crate) enum TrueLayer {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Token {
-    /// An application token (Payments, Verification APIs).
+    /// An application token (Payments, Verification APIs). With a durable --token-store, a
+    /// token still fresh from an earlier run is served from the store, and `expires_in` is
+    /// what it has left.
     ClientCredentials {
         /// Space-separated scopes, e.g. "payments".
         #[arg(long)]
@@ -143,12 +163,25 @@ pub(crate) enum Token {
         /// The PKCE verifier, if the link carried a challenge.
         #[arg(long)]
         code_verifier: Option<String>,
+        /// Save the connection's tokens in the --token-store under this name (replacing an
+        /// earlier connection of that name); the refresh token is then not printed.
+        #[arg(long, value_name = "NAME")]
+        save_as: Option<String>,
     },
-    /// Refresh an access token (the refresh token rotates: keep the new one).
+    /// Refresh an access token: of a connection saved in the --token-store (whose rotated
+    /// refresh token is written back before the access token is printed), or from a refresh
+    /// token (the refresh token rotates: keep the new one).
     Refresh {
         /// The refresh token.
-        #[arg(long)]
-        refresh_token: String,
+        #[arg(
+            long,
+            required_unless_present = "connection",
+            conflicts_with = "connection"
+        )]
+        refresh_token: Option<String>,
+        /// The name a connection was saved under with `token exchange --save-as`.
+        #[arg(long, value_name = "NAME")]
+        connection: Option<String>,
     },
 }
 

@@ -3,6 +3,7 @@
 //! Shared by `run` and `demo`; it imports neither.
 
 use obauth_blocking::Error;
+use obauth_blocking::core::StoreErrorKind;
 use serde_json::json;
 
 use crate::cli::Output;
@@ -50,6 +51,16 @@ impl Failure {
             },
             Error::InvalidInput(invalid) => Failure::Usage(invalid.to_string()),
             Error::Callback(callback) => Failure::Usage(callback.to_string()),
+            // A store that holds no such connection, or that this key does not open, or that
+            // is not a token store: the local input is wrong, not the network.
+            Error::Store(store)
+                if matches!(
+                    store.kind(),
+                    StoreErrorKind::NotFound | StoreErrorKind::Sealed | StoreErrorKind::Corrupt
+                ) =>
+            {
+                Failure::Usage(store.to_string())
+            }
             other => Failure::Other(other),
         }
     }

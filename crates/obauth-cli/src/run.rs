@@ -1,6 +1,7 @@
 //! Runs one command with obauth-blocking and prints its result.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use obauth_blocking::core::pkce::Pkce;
 use obauth_blocking::core::retry::RetryPolicy;
@@ -17,8 +18,12 @@ use obauth_blocking::types::truelayer::{Country, Scope};
 use obauth_blocking::types::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, Scopes, worldline,
 };
-use obauth_blocking::{Error, Timeouts, TrueLayerClient, WorldlineClient};
+use obauth_blocking::{
+    Error, SealingKey, SqliteStore, Timeouts, TokenSource, TokenStore, TrueLayerClient, UserTokens,
+    WorldlineClient,
+};
 use serde_json::json;
+use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command, DebugId, Env, Global, Output, Token, TrueLayer, Worldline};
 use crate::failure::Failure;
@@ -39,6 +44,12 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
                     "code_challenge_method": "S256",
                 }),
             );
+            Ok(())
+        }
+        Command::StoreKey => {
+            let key = SealingKey::generate(&mut OsRandom)
+                .map_err(|error| Failure::from_error(error.into(), output))?;
+            say!("{}", &*key.expose_base64());
             Ok(())
         }
         Command::Truelayer(command) => {
@@ -139,24 +150,79 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                     "a client secret is required: --client-secret, OBAUTH_CLIENT_SECRET or --client-secret-file".into(),
                 ));
             }
-            let response = match token {
-                Token::ClientCredentials { scope } => {
-                    client.client_credentials(Scopes::parse(&scope))?
+            let store = token_store(global)?;
+            let response = match (token, store) {
+                (Token::ClientCredentials { scope }, Some(store)) => {
+                    let source =
+                        TokenSource::truelayer(client, Scopes::parse(&scope)).with_store(store);
+                    let access = source.access_token()?;
+                    managed_token(None, &access, source.remaining())
                 }
-                Token::Exchange {
-                    code,
-                    redirect_uri,
-                    code_verifier,
-                } => client.exchange_code(
-                    AuthorizationCode::new(code),
-                    redirect_uri,
-                    code_verifier.map(CodeVerifier::new),
-                )?,
-                Token::Refresh { refresh_token } => {
-                    client.refresh(RefreshToken::new(refresh_token))?
+                (Token::ClientCredentials { scope }, None) => {
+                    to_json(&client.client_credentials(Scopes::parse(&scope))?)
+                }
+                (
+                    Token::Exchange {
+                        code,
+                        redirect_uri,
+                        code_verifier,
+                        save_as,
+                    },
+                    store,
+                ) => {
+                    let requested_at = SystemTime::now();
+                    let response = client.exchange_code(
+                        AuthorizationCode::new(code),
+                        redirect_uri,
+                        code_verifier.map(CodeVerifier::new),
+                    )?;
+                    match save_as {
+                        None => to_json(&response),
+                        Some(name) => {
+                            let store = store.ok_or_else(needs_a_store)?;
+                            UserTokens::from_token_response(
+                                &client,
+                                &name,
+                                &response,
+                                requested_at,
+                                store,
+                            )?;
+                            let mut shown = to_json(&response);
+                            // The refresh token is in the store; it is not printed.
+                            if let Some(map) = shown.as_object_mut() {
+                                map.remove("refresh_token");
+                                map.insert("connection".into(), name.into());
+                            }
+                            shown
+                        }
+                    }
+                }
+                (
+                    Token::Refresh {
+                        connection: Some(name),
+                        ..
+                    },
+                    store,
+                ) => {
+                    let store = store.ok_or_else(needs_a_store)?;
+                    let tokens = UserTokens::open(&client, &name, store)?;
+                    let access = tokens.refresh_now()?;
+                    managed_token(Some(&name), &access, tokens.remaining())
+                }
+                (
+                    Token::Refresh {
+                        refresh_token: Some(refresh_token),
+                        ..
+                    },
+                    _,
+                ) => to_json(&client.refresh(RefreshToken::new(refresh_token))?),
+                (Token::Refresh { .. }, _) => {
+                    return Err(Problem::Usage(
+                        "token refresh needs --refresh-token or --connection".into(),
+                    ));
                 }
             };
-            print(output, &to_json(&response));
+            print(output, &response);
         }
         TrueLayer::AuthLink(args) => {
             let client = truelayer_client(global, require_client_id(global)?)?;
@@ -344,9 +410,89 @@ fn worldline(global: &Global, command: Worldline) -> Result<(), Problem> {
     )
     .timeouts(timeouts(global)?)
     .build()?;
-    let token = client.token(Scopes::<worldline::Scope>::parse(&scope))?;
-    print(global.output, &to_json(&token));
+    let scopes = Scopes::<worldline::Scope>::parse(&scope);
+    let shown = match token_store(global)? {
+        Some(store) => {
+            let source = TokenSource::worldline(client, scopes).with_store(store);
+            let access = source.access_token()?;
+            managed_token(None, &access, source.remaining())
+        }
+        None => to_json(&client.token(scopes)?),
+    };
+    print(global.output, &shown);
     Ok(())
+}
+
+/// The token store `--token-store` names: `None` for `memory`, the default.
+fn token_store(global: &Global) -> Result<Option<Arc<dyn TokenStore>>, Problem> {
+    let key = sealing_key(global)?;
+    match global.token_store.as_str() {
+        "memory" => match key {
+            Some(_) => Err(Problem::Usage(
+                "a sealing key was given but --token-store is `memory`: nothing is written to seal"
+                    .into(),
+            )),
+            None => Ok(None),
+        },
+        spec => {
+            let path = spec.strip_prefix("sqlite:").filter(|path| !path.is_empty());
+            let Some(path) = path else {
+                // Not echoed: a store URL may carry a password.
+                return Err(Problem::Usage(
+                    "--token-store must be `memory` or `sqlite:PATH`".into(),
+                ));
+            };
+            let store = match key {
+                Some(key) => SqliteStore::open_sealed(path, key),
+                None => SqliteStore::open(path),
+            }
+            .map_err(Error::Store)?;
+            Ok(Some(Arc::new(store)))
+        }
+    }
+}
+
+/// The sealing key from --token-store-key-file or OBAUTH_TOKEN_STORE_KEY, if either is set.
+fn sealing_key(global: &Global) -> Result<Option<SealingKey>, Problem> {
+    let text = match &global.token_store_key_file {
+        Some(path) => Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+            Problem::Usage(format!(
+                "cannot read --token-store-key-file {}: {error}",
+                path.display()
+            ))
+        })?),
+        None => match std::env::var("OBAUTH_TOKEN_STORE_KEY") {
+            Ok(text) => Zeroizing::new(text),
+            Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(Problem::Usage(
+                    "OBAUTH_TOKEN_STORE_KEY is not valid text".into(),
+                ));
+            }
+        },
+    };
+    Ok(Some(SealingKey::from_base64(&text)?))
+}
+
+fn needs_a_store() -> Problem {
+    Problem::Usage("saving a connection needs a durable --token-store (e.g. sqlite:PATH)".into())
+}
+
+/// A token a manager served: the token, and how long it is still served.
+fn managed_token(
+    connection: Option<&str>,
+    access: &AccessToken,
+    remaining: Option<Duration>,
+) -> serde_json::Value {
+    let mut value = json!({
+        "access_token": access.expose_secret(),
+        "token_type": "Bearer",
+        "expires_in": remaining.unwrap_or_default().as_secs(),
+    });
+    if let Some(connection) = connection {
+        value["connection"] = connection.into();
+    }
+    value
 }
 
 /// The link answer as the API sends it (`result`, `success`), plus the PKCE verifier the

@@ -21,7 +21,9 @@ fn obauth_env(args: &[&str], vars: &[(&str, &str)]) -> Output {
     command
         .args(args)
         .env_remove("OBAUTH_CLIENT_ID")
-        .env_remove("OBAUTH_CLIENT_SECRET");
+        .env_remove("OBAUTH_CLIENT_SECRET")
+        .env_remove("OBAUTH_TOKEN_STORE")
+        .env_remove("OBAUTH_TOKEN_STORE_KEY");
     for (name, value) in vars {
         command.env(name, value);
     }
@@ -761,4 +763,275 @@ fn a_malformed_auth_input_is_not_echoed() {
     );
     assert!(shown.contains("--auth-input"), "{shown}");
     assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+/// A fresh directory for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "obauth-cli-{}-{name}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn store(&self) -> String {
+        format!("sqlite:{}", self.0.join("tokens.db").display())
+    }
+
+    fn db(&self) -> Vec<u8> {
+        let mut bytes = std::fs::read(self.0.join("tokens.db")).unwrap();
+        bytes.extend(std::fs::read(self.0.join("tokens.db-wal")).unwrap_or_default());
+        bytes
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `tl` with a token store and extra environment variables.
+fn tl_stored(mock: &MockServer, store: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
+    let base = mock.base_url();
+    let mut all = vec![
+        "--base-url",
+        base.as_str(),
+        "--client-id",
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "--client-secret",
+        obauth_mock::TRUELAYER_CLIENT_SECRET,
+        "--token-store",
+        store,
+        "truelayer",
+    ];
+    all.extend_from_slice(args);
+    obauth_env(&all, vars)
+}
+
+const CREDENTIALS: [&str; 6] = [
+    "token",
+    "client-credentials",
+    "--scope",
+    "payments",
+    "--output",
+    "json",
+];
+
+#[test]
+fn client_credentials_with_a_sqlite_store_are_asked_for_once_across_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = MockServer::start();
+    let dir = TempDir::new("cc");
+    let first = json(&tl_stored(&mock, &dir.store(), &[], &CREDENTIALS));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = json(&tl_stored(&mock, &dir.store(), &[], &CREDENTIALS));
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 1);
+    assert_eq!(first["access_token"], second["access_token"]);
+    assert_eq!(second["token_type"], "Bearer");
+    // The second run shows what the cached token has left.
+    let (before, after) = (
+        first["expires_in"].as_u64().unwrap(),
+        second["expires_in"].as_u64().unwrap(),
+    );
+    assert!(after < before && before <= 3600, "{before} then {after}");
+    let mode = std::fs::metadata(dir.0.join("tokens.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Without a key the record is plain: the token is in the file.
+    let token = first["access_token"].as_str().unwrap();
+    assert!(String::from_utf8_lossy(&dir.db()).contains(token));
+    // The text output says how long it has left.
+    let text = tl_stored(
+        &mock,
+        &dir.store(),
+        &[],
+        &["token", "client-credentials", "--scope", "payments"],
+    );
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("expires_in: "), "{text}");
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 1);
+}
+
+#[test]
+fn a_sealed_store_hides_its_tokens_and_refuses_other_keys() {
+    let mock = MockServer::start();
+    let dir = TempDir::new("sealed");
+    let key = String::from_utf8(obauth(&["store-key"]).stdout).unwrap();
+    let key = key.trim();
+    assert_eq!(key.len(), 44, "{key}");
+    let other = String::from_utf8(obauth(&["store-key"]).stdout).unwrap();
+    assert_ne!(key, other.trim());
+
+    let token = json(&tl_stored(
+        &mock,
+        &dir.store(),
+        &[("OBAUTH_TOKEN_STORE_KEY", key)],
+        &CREDENTIALS,
+    ));
+    let access = token["access_token"].as_str().unwrap();
+    assert!(!String::from_utf8_lossy(&dir.db()).contains(access));
+
+    for vars in [vec![("OBAUTH_TOKEN_STORE_KEY", other.trim())], vec![]] {
+        let refused = tl_stored(&mock, &dir.store(), &vars, &CREDENTIALS);
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains("sealed"), "{}", stderr(&refused));
+        assert!(!stderr(&refused).contains(key));
+    }
+    // The key from a file opens it, and the cached token is served without a request.
+    let key_file = temp_file("store-key", &format!("{key}\n"));
+    let base = mock.base_url();
+    let again = json(&obauth(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "--client-secret",
+        obauth_mock::TRUELAYER_CLIENT_SECRET,
+        "--token-store",
+        &dir.store(),
+        "--token-store-key-file",
+        key_file.to_str().unwrap(),
+        "truelayer",
+        "token",
+        "client-credentials",
+        "--scope",
+        "payments",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(again["access_token"], token["access_token"]);
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 1);
+    let _ = std::fs::remove_file(key_file);
+}
+
+#[test]
+fn a_saved_connection_is_refreshed_by_name_and_keeps_its_rotated_token() {
+    let mock = MockServer::start();
+    let dir = TempDir::new("connection");
+    let store = dir.store();
+    let link = json(&tl(
+        &mock,
+        &[
+            "auth-link",
+            "--provider-id",
+            "ob-transferwise",
+            "--scope",
+            "info accounts offline_access",
+            "--redirect-uri",
+            REDIRECT,
+            "--consent-id",
+            "c-1",
+            "--pkce",
+            "--output",
+            "json",
+        ],
+    ));
+    let back = mock.approve(link["result"].as_str().unwrap()).unwrap();
+    let saved = json(&tl_stored(
+        &mock,
+        &store,
+        &[],
+        &[
+            "token",
+            "exchange",
+            "--code",
+            &obauth_mock_code(&back),
+            "--redirect-uri",
+            REDIRECT,
+            "--code-verifier",
+            link["code_verifier"].as_str().unwrap(),
+            "--save-as",
+            "alice",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(saved["connection"], "alice");
+    assert!(saved.get("refresh_token").is_none(), "{saved}");
+
+    let mut seen = vec![saved["access_token"].as_str().unwrap().to_owned()];
+    // Each refresh spends the stored refresh token and must have written the rotated one,
+    // or the next would be refused (the mock answers a spent token with invalid_grant).
+    for _ in 0..2 {
+        let refreshed = json(&tl_stored(
+            &mock,
+            &store,
+            &[],
+            &[
+                "token",
+                "refresh",
+                "--connection",
+                "alice",
+                "--output",
+                "json",
+            ],
+        ));
+        assert_eq!(refreshed["connection"], "alice");
+        let access = refreshed["access_token"].as_str().unwrap().to_owned();
+        assert!(!seen.contains(&access));
+        let debug = tl(&mock, &["debug-id", "create", "--access-token", &access]);
+        assert!(debug.status.success(), "{}", stderr(&debug));
+        seen.push(access);
+    }
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 3);
+}
+
+#[test]
+fn token_store_mistakes_are_usage_errors() {
+    let mock = MockServer::start();
+    let dir = TempDir::new("mistakes");
+    let secretish = "redis://:hunter2@127.0.0.1:1/0";
+    let output = tl_stored(&mock, secretish, &[], &CREDENTIALS);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!stderr(&output).contains("hunter2"), "{}", stderr(&output));
+
+    let output = tl_stored(
+        &mock,
+        "memory",
+        &[],
+        &["token", "refresh", "--connection", "bob"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("durable"), "{}", stderr(&output));
+
+    let output = tl_stored(
+        &mock,
+        &dir.store(),
+        &[],
+        &["token", "refresh", "--connection", "nobody"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no refresh token is stored"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = tl_stored(
+        &mock,
+        "memory",
+        &[("OBAUTH_TOKEN_STORE_KEY", "c2hvcnQ=")],
+        &CREDENTIALS,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let output = tl_stored(
+        &mock,
+        &dir.store(),
+        &[("OBAUTH_TOKEN_STORE_KEY", "not a key")],
+        &CREDENTIALS,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!stderr(&output).contains("not a key"));
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
 }
