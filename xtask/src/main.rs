@@ -168,14 +168,29 @@ fn bench(smoke: bool) -> Result<(), String> {
     if smoke {
         run(
             "bench smoke",
-            &["bench", "--locked", "-p", "obauth-bench", "--", "--test"],
+            // The dev profile: a smoke run checks that every benchmark runs, not how fast,
+            // and this way reuses what the tests built instead of a release build of
+            // everything (minutes on two cores).
+            &[
+                "bench",
+                "--locked",
+                "--profile",
+                "dev",
+                "-p",
+                "obauth-bench",
+                "--",
+                "--test",
+            ],
             &[],
         )?;
+        // (The line above runs every bench target, `stores` included, in smoke mode.)
         return run(
             "bench smoke (memory)",
             &[
                 "bench",
                 "--locked",
+                "--profile",
+                "dev",
                 "-p",
                 "obauth-bench",
                 "--bench",
@@ -208,6 +223,18 @@ fn bench(smoke: bool) -> Result<(), String> {
             "obauth-bench",
             "--bench",
             "memory",
+        ],
+        &[],
+    )?;
+    run(
+        "bench (stores)",
+        &[
+            "bench",
+            "--locked",
+            "-p",
+            "obauth-bench",
+            "--bench",
+            "stores",
         ],
         &[],
     )?;

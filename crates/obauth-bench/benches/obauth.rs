@@ -5,6 +5,7 @@
 
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -420,14 +421,21 @@ fn blocking_source(base: &str) -> obauth_blocking::TokenSource {
     source
 }
 
-/// Row 4: a cached token read, measured by hand in rounds whose blocks alternate their
-/// order like the paired rows: the blocking and the async read on one thread each, then
-/// the throughput of one thread and of two, on one shared source (4c) and on a source of
-/// each thread's own (4c′, the same code with nothing shared). Every measuring thread
-/// starts with its heap shifted (see [`heap_shift`]).
+/// Row 4: a cached token read, measured by hand in rounds: the blocking read, the async
+/// read and the blocking read of a SQLite-backed source, each against the floor
+/// ([`floor_read`]) on the same thread, then the throughput of one thread and of two, on
+/// one shared source (4c) and on a source of each thread's own (4c′, the same code with
+/// nothing shared). Every measuring thread starts with its heap shifted (see
+/// [`heap_shift`]).
 fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
     let shared = blocking_source(base);
     let own = [blocking_source(base), blocking_source(base)];
+    let store_dir = std::env::temp_dir().join(format!("obauth-bench-read-{}", std::process::id()));
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let sqlite = blocking_source(base).with_store(Arc::new(
+        obauth_blocking::SqliteStore::open(store_dir.join("tokens.db")).unwrap(),
+    ));
+    sqlite.access_token().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -443,6 +451,7 @@ fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
         Scopes::from([Scope::Payments]),
     );
     runtime.block_on(source.access_token()).unwrap();
+    let floor = floor_read(shared.access_token().unwrap());
 
     let read_blocking = || {
         black_box(shared.access_token().unwrap());
@@ -450,30 +459,39 @@ fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
     let read_async = || {
         black_box(ready(source.access_token()).unwrap());
     };
+    let read_sqlite = || {
+        black_box(sqlite.access_token().unwrap());
+    };
     let read_shared = |_thread: usize| {
         black_box(shared.access_token().unwrap());
     };
     let read_own = |thread: usize| {
         black_box(own[thread].access_token().unwrap());
     };
-    let (mut sync_reads, mut async_reads) = (Vec::new(), Vec::new());
-    let (mut one, mut two, mut ratios, mut control_ratios) =
+    let reads: [&(dyn Fn() + Sync); 3] = [&read_blocking, &read_async, &read_sqlite];
+    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    let mut floors = Vec::new();
+    let (mut one, mut two, mut scalings, mut control_ratios) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let block = settings.block;
     for round in 0..settings.rounds {
-        let time_sync =
-            || on_shifted_thread(heap_shift(round, 0), || per_call(block, &read_blocking));
-        let time_async =
-            || on_shifted_thread(heap_shift(round, 1), || per_call(block, &read_async));
-        let (sync, asynchronous) = if round.is_multiple_of(2) {
-            let sync = time_sync();
-            (sync, time_async())
-        } else {
-            let asynchronous = time_async();
-            (time_sync(), asynchronous)
-        };
-        sync_reads.push(sync);
-        async_reads.push(asynchronous);
+        // Each read against the floor on the same thread, with the same heap placement,
+        // the two in swapped order every other round.
+        for (which, read) in reads.iter().enumerate() {
+            let (time, base) = on_shifted_thread(heap_shift(round, which), || {
+                if round.is_multiple_of(2) {
+                    let time = per_call(block, *read);
+                    (time, per_call(block, &floor))
+                } else {
+                    let base = per_call(block, &floor);
+                    (per_call(block, *read), base)
+                }
+            });
+            times[which].push(time);
+            ratios[which].push(time / base);
+            floors.push(base);
+        }
         let ((a, b, ratio), control) = if round.is_multiple_of(2) {
             let measured = scaling(round, settings.window, &read_shared);
             (measured, scaling(round, settings.window, &read_own).2)
@@ -483,20 +501,45 @@ fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
         };
         one.push(a);
         two.push(b);
-        ratios.push(ratio);
+        scalings.push(ratio);
         control_ratios.push(control);
     }
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let [blocking_ns, async_ns, sqlite_ns] = times.map(median_f64);
+    let [blocking_ratio, async_ratio, sqlite_ratio] = ratios.map(median_f64);
     serde_json::json!({
         "rounds": settings.rounds,
         "block": settings.block,
         "window_ms": settings.window.as_millis() as u64,
-        "blocking_ns": median_f64(sync_reads),
-        "async_ns": median_f64(async_reads),
+        "floor_ns": median_f64(floors),
+        "blocking_ns": blocking_ns,
+        "async_ns": async_ns,
+        "sqlite_ns": sqlite_ns,
+        "blocking_ratio": blocking_ratio,
+        "async_ratio": async_ratio,
+        "sqlite_ratio": sqlite_ratio,
         "one_thread_per_s": median_f64(one),
         "two_threads_per_s": median_f64(two),
-        "scaling": median_f64(ratios),
+        "scaling": median_f64(scalings),
         "control_scaling": median_f64(control_ratios),
     })
+}
+
+/// The least any lock-free cache of a token must do per read, measured in the same run as
+/// the reads it is the floor of: an `arc-swap` load, one read of the clock the read path
+/// uses (the wall clock) and a copy of a token of the same size.
+fn floor_read(token: obauth_async::types::AccessToken) -> impl Fn() + Sync {
+    let until = SystemTime::now() + Duration::from_secs(3600);
+    let cell = arc_swap::ArcSwapOption::from(Some(Arc::new((token, until))));
+    move || {
+        let entry = cell.load();
+        let now = SystemTime::now();
+        if let Some((token, until)) = entry.as_deref()
+            && now < *until
+        {
+            black_box(token.clone());
+        }
+    }
 }
 
 /// Row 6: measured by hand, written to target/obauth-bench/extras.json.
