@@ -198,24 +198,27 @@ struct Access {
 }
 
 impl<F> State<F> {
-    fn backing_off(&self, now: Now) -> bool {
-        self.early_retry_at.is_some_and(|at| now.mono < at)
+    /// How long early refreshes still back off after a failure (zero when they do not).
+    fn backoff_left(&self, now: Now) -> Duration {
+        self.early_retry_at
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(now.mono))
     }
 
-    /// The token the fast path may serve at `now`, and for how long at most.
+    fn backing_off(&self, now: Now) -> bool {
+        !self.backoff_left(now).is_zero()
+    }
+
+    /// The token the fast path may serve at `now`, and for how long at most. A due token is
+    /// served there only while someone refreshes it or early refreshes back off; otherwise
+    /// a caller must reach the machine, which starts the refresh.
     fn servable(&self, now: Now) -> Option<(&AccessToken, Duration)> {
         let access = self.access.as_ref()?;
         let age = access.age.at(now);
         let left = match self.freshness(access, now) {
             Freshness::Fresh => access.windows.fresh - age,
             Freshness::RefreshSoon if self.flight.is_some() => access.windows.usable - age,
-            Freshness::RefreshSoon if self.backing_off(now) => {
-                let backoff = self
-                    .early_retry_at
-                    .map_or(Duration::ZERO, |at| at.saturating_duration_since(now.mono));
-                (access.windows.usable - age).min(backoff)
-            }
-            _ => return None,
+            Freshness::RefreshSoon => (access.windows.usable - age).min(self.backoff_left(now)),
+            Freshness::Expired => return None,
         };
         Some((&access.token, left))
     }

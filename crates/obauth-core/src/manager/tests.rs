@@ -1506,3 +1506,75 @@ fn a_forced_refresh_whose_write_was_refused_is_not_repeated() {
     assert_eq!(token(driver.run(lead(&cell, now))), "U2");
     assert_eq!(driver.did, [Did::Persist(Expect::Version(1))]);
 }
+
+#[test]
+fn the_fast_path_never_serves_past_the_window_the_machine_allowed() {
+    let store = MemoryStore::new();
+    let cell = cell(TokenKind::Application, Seed::Empty);
+    let now = t0();
+    Driver::new(&store, app_key(), now)
+        .answer(issued("A1", 100, None))
+        .run(lead(&cell, now))
+        .unwrap();
+    let ms = Duration::from_millis;
+    // Half a second of freshness left: served for that half second, not a full RECHECK.
+    assert_eq!(served(&cell, now.after(ms(79_500))), "A1");
+    assert!(cell.fresh(now.after(ms(79_900)).wall).is_some());
+    assert!(cell.fresh(now.after(ms(80_000)).wall).is_none());
+
+    // Due, nobody refreshing it and no backoff: callers must reach the machine.
+    assert!(matches!(
+        cell.join(now.after(ms(85_000)), false),
+        Join::Serve(_)
+    ));
+    assert!(cell.fresh(now.after(ms(85_000)).wall).is_none());
+
+    // Due while a refresh runs: served on the fast path until it expires, not beyond.
+    let late = now.after(ms(99_500));
+    let Join::Refresh { fetch, .. } = cell.join(late, true) else {
+        panic!("an early refresh")
+    };
+    assert!(cell.fresh(now.after(ms(99_900)).wall).is_some());
+    assert!(cell.fresh(now.after(ms(100_000)).wall).is_none());
+
+    // The refresh fails: backing off, but still not past the token's expiry.
+    let failed = Driver::new(&store, app_key(), late)
+        .answer(Err(api_error(ErrorCode::ServerError)))
+        .run(fetch);
+    assert!(failed.is_err());
+    assert!(cell.fresh(now.after(ms(99_900)).wall).is_some());
+    assert!(cell.fresh(now.after(ms(100_000)).wall).is_none());
+}
+
+#[test]
+fn while_backing_off_the_fast_path_serves_until_the_pause_ends_not_beyond() {
+    let store = MemoryStore::new();
+    let cell = cell(TokenKind::Application, Seed::Empty);
+    let now = t0();
+    // A 1,000 s token: fresh for 980 s, usable for 1,000 s.
+    Driver::new(&store, app_key(), now)
+        .answer(issued("A1", 1000, None))
+        .run(lead(&cell, now))
+        .unwrap();
+    let due = now.after(secs(985));
+    let Join::Refresh { fetch, .. } = cell.join(due, true) else {
+        panic!("an early refresh")
+    };
+    assert!(
+        Driver::new(&store, app_key(), due)
+            .answer(Err(api_error(ErrorCode::ServerError)))
+            .run(fetch)
+            .is_err()
+    );
+    // The first pause is 1 s. Half-way through it, a caller is served and the fast path
+    // is allowed the rest of the pause: no further (the next early refresh is due then).
+    let ms = Duration::from_millis;
+    assert_eq!(served(&cell, due.after(ms(500))), "A1");
+    assert!(cell.fresh(due.after(ms(900)).wall).is_some());
+    assert!(cell.fresh(due.after(ms(1000)).wall).is_none());
+    assert!(cell.fresh(due.after(ms(1200)).wall).is_none());
+    assert!(matches!(
+        cell.join(due.after(ms(1000)), true),
+        Join::Refresh { .. }
+    ));
+}
