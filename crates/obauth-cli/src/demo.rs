@@ -164,6 +164,36 @@ macro_rules! tour {
     }};
 }
 
+/// Two token sources, as two processes would have, on one SQLite file in a temporary
+/// directory: how many token requests they make between them.
+fn shared_store(
+    mock: &MockServer,
+    client: &obauth_blocking::TrueLayerClient,
+) -> Result<usize, String> {
+    use std::sync::Arc;
+
+    use obauth_blocking::{SqliteStore, TokenSource};
+    let dir = std::env::temp_dir().join(format!("obauth-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|error| error.to_string())?;
+    let result = (|| {
+        let before = mock.requests(Endpoint::TrueLayerToken);
+        let mut tokens = Vec::new();
+        for _ in 0..2 {
+            let store = SqliteStore::open(dir.join("tokens.db")).map_err(|e| e.to_string())?;
+            let source = TokenSource::truelayer(client.clone(), Scopes::from([Scope::Payments]))
+                .with_store(Arc::new(store));
+            let token = source.access_token().map_err(|e| e.to_string())?;
+            tokens.push(token.expose_secret().to_owned());
+        }
+        if tokens[0] != tokens[1] {
+            return Err("the two sources got different tokens".to_owned());
+        }
+        Ok(mock.requests(Endpoint::TrueLayerToken) - before)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 pub(crate) fn run() -> Result<(), Failure> {
     let mock = MockServer::start();
     say!("obauth demo on obauth-mock at {}", mock.base_url());
@@ -241,7 +271,15 @@ pub(crate) fn run() -> Result<(), Failure> {
                 .ok()
         });
         let source = TokenSource::worldline(wl.clone(), Scopes::from([worldline::Scope::Vop]));
+        let store_client = tl.clone();
         tour!(&tally, "blocking", &mock, &key, tl, wl, wl_jwt, source,);
+        let shared = shared_store(&mock, &store_client);
+        tally.step(
+            "blocking",
+            "token store (SQLite): two sources",
+            shared,
+            |n| format!("{n} token request(s) between them, as between two processes"),
+        );
     }
 
     let (passed, failed) = (

@@ -71,6 +71,10 @@ fn demo_runs_every_step_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", stderr(&output));
     assert!(stdout.contains("steps passed, 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("token store (SQLite): two sources  1 token request(s) between them"),
+        "{stdout}"
+    );
     assert!(stdout.contains("[async   ] truelayer.token.exchange_code"));
     assert!(stdout.contains("[blocking] worldline.token (RS256 assertion)"));
     // Tokens are shortened: ten characters, then an ellipsis.
