@@ -150,8 +150,9 @@ impl ExpiryPolicy {
 }
 
 fn fraction(lifetime: Duration, fraction: f64) -> Duration {
-    if fraction.is_finite() && fraction > 0.0 {
-        Duration::try_from_secs_f64(lifetime.as_secs_f64() * fraction.min(1.0))
+    // A fraction outside [0, 1] is clamped to it; one that is not a number is none at all.
+    if fraction.is_finite() {
+        Duration::try_from_secs_f64(lifetime.as_secs_f64() * fraction.clamp(0.0, 1.0))
             .unwrap_or(Duration::ZERO)
     } else {
         Duration::ZERO

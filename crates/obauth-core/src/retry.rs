@@ -184,6 +184,61 @@ mod tests {
     }
 
     #[test]
+    fn failures_are_classified_by_what_the_server_may_have_seen() {
+        use crate::error::{TimeoutError, TransportError};
+        let transport = |kind| Error::Transport(TransportError::new(kind, "x"));
+        let timeout = |phase| {
+            Error::Timeout(TimeoutError {
+                phase,
+                after: Duration::from_secs(1),
+            })
+        };
+        // Nothing reached the server: even a call that must not be repeated once processed
+        // may be sent again.
+        assert_eq!(
+            Failure::of(&transport(TransportErrorKind::Connect)),
+            Failure::Connect
+        );
+        assert_eq!(
+            Failure::of(&timeout(TimeoutPhase::Connect)),
+            Failure::Connect
+        );
+        // It may have been processed: no answer, whatever the phase.
+        assert_eq!(
+            Failure::of(&transport(TransportErrorKind::Io)),
+            Failure::NoAnswer
+        );
+        assert_eq!(
+            Failure::of(&timeout(TimeoutPhase::Total)),
+            Failure::NoAnswer
+        );
+        assert_eq!(
+            Failure::of(&timeout(TimeoutPhase::Deadline)),
+            Failure::NoAnswer
+        );
+        // The rest of the transport's failures are final.
+        for kind in [
+            TransportErrorKind::BodyTooLarge,
+            TransportErrorKind::RedirectFollowed,
+            TransportErrorKind::Request,
+        ] {
+            assert_eq!(Failure::of(&transport(kind)), Failure::Final);
+        }
+        // What that means for a refresh (repeat only if not processed).
+        let policy = RetryPolicy::default();
+        let decide =
+            |error: &Error| policy.decide(Replay::IfNotProcessed, 1, Failure::of(error), NOW, 0);
+        assert!(matches!(
+            decide(&transport(TransportErrorKind::Connect)),
+            RetryDecision::RetryAfter(_)
+        ));
+        assert_eq!(
+            decide(&transport(TransportErrorKind::Io)),
+            RetryDecision::GiveUp
+        );
+    }
+
+    #[test]
     fn single_use_and_final_failures_never_retry() {
         let policy = RetryPolicy::default();
         for failure in [

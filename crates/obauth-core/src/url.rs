@@ -170,6 +170,15 @@ mod tests {
             assert_eq!(error.what(), "base URL", "{bad}");
         }
         assert!(BaseUrl::parse("http://127.0.0.1:1").unwrap().is_loopback());
+        // Plain http elsewhere says why; another scheme says which scheme is wanted.
+        let http = BaseUrl::parse("http://example.com").unwrap_err();
+        assert!(http.problem().contains("loopback"), "{http}");
+        let ftp = BaseUrl::parse("ftp://example.com").unwrap_err();
+        assert!(ftp.problem().contains("https"), "{ftp}");
+        // Shown as the URL it is.
+        let base = BaseUrl::parse("https://Example.com/auth/").unwrap();
+        assert_eq!(base.to_string(), "https://example.com/auth");
+        assert_eq!(format!("{base:?}"), "BaseUrl(\"https://example.com/auth\")");
         assert!(BaseUrl::parse("http://LocalHost:1").unwrap().is_loopback());
     }
 

@@ -303,6 +303,35 @@ mod tests {
             app.request(&Grant::ClientCredentials).unwrap().replay(),
             Replay::Safe
         );
+        let worldline = TokenEndpoint::Worldline {
+            config: WorldlineConfig::new(
+                BaseUrl::parse("https://wl.example/auth").unwrap(),
+                "realm",
+                "client",
+                WorldlineAuth::ClientSecret("s".into()),
+            )
+            .unwrap(),
+            scopes: Scopes::from([worldline::Scope::Vop]),
+        };
+        let request = worldline.request(&Grant::ClientCredentials).unwrap();
+        assert_eq!(request.replay(), Replay::Safe);
+        let built = request
+            .build_request(&mut RequestContext::new(
+                std::time::SystemTime::UNIX_EPOCH,
+                &mut crate::random::OsRandom,
+            ))
+            .unwrap();
+        assert!(
+            built
+                .uri()
+                .path()
+                .ends_with("/realms/realm/protocol/openid-connect/token")
+        );
+        assert!(
+            worldline
+                .request(&Grant::Refresh(RefreshToken::new("r")))
+                .is_err()
+        );
     }
 
     #[test]

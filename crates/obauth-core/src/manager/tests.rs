@@ -1578,3 +1578,81 @@ fn while_backing_off_the_fast_path_serves_until_the_pause_ends_not_beyond() {
         Join::Refresh { .. }
     ));
 }
+
+#[test]
+fn a_fetch_says_what_it_is_and_completes_the_flight_its_waiters_hold() {
+    let cell = cell(TokenKind::Application, Seed::Empty);
+    let now = t0();
+    let fetch = lead(&cell, now);
+    assert!(!fetch.is_early());
+    let debug = format!("{fetch:?}");
+    assert!(
+        debug.starts_with("Fetch") && debug.contains("early: false"),
+        "{debug}"
+    );
+    let Join::Wait(waiting) = cell.join(now, true) else {
+        panic!("waits")
+    };
+    assert!(Arc::ptr_eq(fetch.flight(), &waiting));
+}
+
+#[test]
+fn reconfiguring_keeps_the_options_it_was_not_asked_to_change() {
+    struct NoTransport;
+    let endpoint = TokenEndpoint::TrueLayer {
+        config: crate::truelayer::TrueLayerConfig::new(
+            crate::truelayer::Environment::Sandbox,
+            "client",
+        )
+        .unwrap(),
+        scopes: obauth_types::Scopes::from([obauth_types::truelayer::Scope::Payments]),
+    };
+    let options = ManagerOptions {
+        deadline: secs(7),
+        lease_poll: Duration::from_millis(70),
+        ..ManagerOptions::default()
+    };
+    let managed: Managed<TestFlight, NoTransport> = Managed::new(
+        endpoint,
+        Arc::new(NoTransport),
+        crate::retry::RetryPolicy::never(),
+        Arc::new(MemoryStore::new()),
+        options,
+        Seed::Empty,
+    )
+    .unwrap();
+    assert_eq!(*managed.cell().options(), options);
+    assert_eq!(managed.retry(), crate::retry::RetryPolicy::never());
+    let debug = format!("{managed:?}");
+    assert!(
+        debug.contains("Managed") && debug.contains("client_credentials"),
+        "{debug}"
+    );
+    let moved = managed.with_store(Arc::new(MemoryStore::new()));
+    assert_eq!(moved.retry(), crate::retry::RetryPolicy::never());
+    assert_eq!(*moved.cell().options(), options);
+    let expiry = ExpiryPolicy {
+        refresh_fraction: 0.5,
+        ..ExpiryPolicy::default()
+    };
+    let repoliced = moved.with_expiry(expiry);
+    assert_eq!(repoliced.cell().options().expiry, expiry);
+    assert_eq!(repoliced.cell().options().deadline, secs(7));
+    assert!(
+        repoliced
+            .with_options(ManagerOptions {
+                deadline: Duration::ZERO,
+                ..options
+            })
+            .is_err()
+    );
+    assert_eq!(
+        repoliced
+            .with_options(ManagerOptions::default())
+            .unwrap()
+            .cell()
+            .options()
+            .deadline,
+        secs(60)
+    );
+}
