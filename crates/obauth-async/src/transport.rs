@@ -1,10 +1,12 @@
 //! Sending requests: the [`HttpTransport`] seam and its reqwest implementation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Request, Response};
 pub use obauth_core::Timeouts;
+use obauth_core::client::{Bound, ClientSettings, TransportChoice};
 use obauth_core::{
     AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
     TransportErrorKind,
@@ -150,28 +152,19 @@ impl HttpTransport for ReqwestTransport {
     }
 }
 
-/// What a client builder was given to send with: its own transport, a `reqwest::Client`,
-/// or nothing (obauth's default).
-#[derive(Default)]
-pub(crate) struct Choice {
-    pub(crate) custom: Option<std::sync::Arc<dyn HttpTransport>>,
-    pub(crate) client: Option<reqwest::Client>,
-}
+/// What a client builder was given to send with.
+pub(crate) type Choice = TransportChoice<dyn HttpTransport, reqwest::Client>;
 
-impl Choice {
-    /// The transport the client ends up with; `timeouts` are checked unless the caller's own
-    /// transport (which has its own) is used.
-    pub(crate) fn build(
-        self,
-        timeouts: Timeouts,
-    ) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
-        if let Some(custom) = self.custom {
-            return Ok(custom);
-        }
-        timeouts.check()?;
-        Ok(match self.client {
-            Some(client) => std::sync::Arc::new(ReqwestTransport::with_client(client, timeouts)),
-            None => std::sync::Arc::new(ReqwestTransport::new(timeouts)?),
+/// Binds a client's checked settings to its transport: the caller's own, a reqwest
+/// transport over the caller's `reqwest::Client`, or obauth's default.
+pub(crate) fn bind<C>(
+    choice: Choice,
+    settings: (C, ClientSettings),
+) -> Result<Bound<C, dyn HttpTransport>, Error> {
+    choice.bind(settings, |client, timeouts| {
+        Ok(match client {
+            Some(client) => Arc::new(ReqwestTransport::with_client(client, timeouts)),
+            None => Arc::new(ReqwestTransport::new(timeouts)?),
         })
-    }
+    })
 }

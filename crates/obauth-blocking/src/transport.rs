@@ -1,11 +1,12 @@
 //! Sending requests: the [`HttpTransport`] seam and its ureq implementation.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 pub use obauth_core::Timeouts;
+use obauth_core::client::{Bound, ClientSettings, TransportChoice};
 use obauth_core::{
     AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
     TransportErrorKind,
@@ -231,28 +232,19 @@ impl Resolver for CachingResolver {
     }
 }
 
-/// What a client builder was given to send with: its own transport, a `ureq::Agent`, or
-/// nothing (obauth's default).
-#[derive(Default)]
-pub(crate) struct Choice {
-    pub(crate) custom: Option<std::sync::Arc<dyn HttpTransport>>,
-    pub(crate) agent: Option<ureq::Agent>,
-}
+/// What a client builder was given to send with.
+pub(crate) type Choice = TransportChoice<dyn HttpTransport, ureq::Agent>;
 
-impl Choice {
-    /// The transport the client ends up with; `timeouts` are checked unless the caller's own
-    /// transport (which has its own) is used.
-    pub(crate) fn build(
-        self,
-        timeouts: Timeouts,
-    ) -> Result<std::sync::Arc<dyn HttpTransport>, Error> {
-        if let Some(custom) = self.custom {
-            return Ok(custom);
-        }
-        timeouts.check()?;
-        Ok(match self.agent {
-            Some(agent) => std::sync::Arc::new(UreqTransport::with_agent(agent, timeouts)),
-            None => std::sync::Arc::new(UreqTransport::new(timeouts)),
+/// Binds a client's checked settings to its transport: the caller's own, a ureq transport
+/// over the caller's agent, or obauth's default.
+pub(crate) fn bind<C>(
+    choice: Choice,
+    settings: (C, ClientSettings),
+) -> Result<Bound<C, dyn HttpTransport>, Error> {
+    choice.bind(settings, |agent, timeouts| {
+        Ok(match agent {
+            Some(agent) => Arc::new(UreqTransport::with_agent(agent, timeouts)),
+            None => Arc::new(UreqTransport::new(timeouts)),
         })
-    }
+    })
 }

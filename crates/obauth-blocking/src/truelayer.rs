@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use obauth_core::Operation;
-use obauth_core::client::TrueLayerSettings;
+use obauth_core::client::{Bound, TrueLayerSettings};
 use obauth_core::retry::RetryPolicy;
 use obauth_core::truelayer::{Environment, TrueLayerConfig};
 use obauth_types::ClientSecret;
@@ -12,24 +12,9 @@ use crate::transport::{self, HttpTransport};
 use crate::{Error, execute};
 
 /// A TrueLayer client. Cheap to clone; clones share the connection pool.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TrueLayerClient {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: TrueLayerConfig,
-    transport: Arc<dyn HttpTransport>,
-    retry: RetryPolicy,
-}
-
-impl std::fmt::Debug for TrueLayerClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrueLayerClient")
-            .field("config", &self.inner.config)
-            .field("retry", &self.inner.retry)
-            .finish_non_exhaustive()
-    }
+    inner: Arc<Bound<TrueLayerConfig, dyn HttpTransport>>,
 }
 
 /// Builds a [`TrueLayerClient`].
@@ -50,7 +35,7 @@ impl TrueLayerClientBuilder {
 
     /// Sends through your own `ureq::Agent` (see [`crate::UreqTransport::with_agent`]).
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
-        self.transport.agent = Some(agent);
+        self.transport.native = Some(agent);
         self
     }
 
@@ -62,14 +47,9 @@ impl TrueLayerClientBuilder {
 
     /// Validates the settings and builds the client.
     pub fn build(self) -> Result<TrueLayerClient, Error> {
-        let (config, common) = self.settings.into_config()?;
-        let transport = self.transport.build(common.timeouts)?;
+        let bound = transport::bind(self.transport, self.settings.into_config()?)?;
         Ok(TrueLayerClient {
-            inner: Arc::new(Inner {
-                config,
-                transport,
-                retry: common.retry,
-            }),
+            inner: Arc::new(bound),
         })
     }
 }
@@ -88,20 +68,20 @@ impl TrueLayerClient {
 
     /// The settings this client sends with.
     pub fn config(&self) -> &TrueLayerConfig {
-        &self.inner.config
+        self.inner.config()
     }
 
     /// Runs any core operation through this client's transport and retry policy.
     pub fn execute<O: Operation + Sync>(&self, op: &O) -> Result<O::Output, Error> {
-        execute(&*self.inner.transport, self.inner.retry, op, None)
+        execute(&**self.inner.transport(), self.inner.retry(), op, None)
     }
 
     pub(crate) fn transport(&self) -> Arc<dyn HttpTransport> {
-        Arc::clone(&self.inner.transport)
+        Arc::clone(self.inner.transport())
     }
 
     pub(crate) fn retry(&self) -> RetryPolicy {
-        self.inner.retry
+        self.inner.retry()
     }
 
     obauth_core::truelayer_client_methods!();

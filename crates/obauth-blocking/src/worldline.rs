@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use obauth_core::client::WorldlineSettings;
+use obauth_core::client::{Bound, WorldlineSettings};
 use obauth_core::retry::RetryPolicy;
 use obauth_core::worldline::{WorldlineAuth, WorldlineConfig};
 use obauth_core::{BaseUrl, Operation};
@@ -14,24 +14,9 @@ use crate::transport::{self, HttpTransport};
 use crate::{Error, execute};
 
 /// A Worldline client. Cheap to clone; clones share the connection pool.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct WorldlineClient {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: WorldlineConfig,
-    transport: Arc<dyn HttpTransport>,
-    retry: RetryPolicy,
-}
-
-impl std::fmt::Debug for WorldlineClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorldlineClient")
-            .field("config", &self.inner.config)
-            .field("retry", &self.inner.retry)
-            .finish_non_exhaustive()
-    }
+    inner: Arc<Bound<WorldlineConfig, dyn HttpTransport>>,
 }
 
 /// Builds a [`WorldlineClient`].
@@ -46,7 +31,7 @@ impl WorldlineClientBuilder {
 
     /// Sends through your own `ureq::Agent`.
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
-        self.transport.agent = Some(agent);
+        self.transport.native = Some(agent);
         self
     }
 
@@ -58,14 +43,9 @@ impl WorldlineClientBuilder {
 
     /// Validates the settings and builds the client.
     pub fn build(self) -> Result<WorldlineClient, Error> {
-        let (config, common) = self.settings.into_config()?;
-        let transport = self.transport.build(common.timeouts)?;
+        let bound = transport::bind(self.transport, self.settings.into_config()?)?;
         Ok(WorldlineClient {
-            inner: Arc::new(Inner {
-                config,
-                transport,
-                retry: common.retry,
-            }),
+            inner: Arc::new(bound),
         })
     }
 }
@@ -86,20 +66,20 @@ impl WorldlineClient {
 
     /// The settings this client sends with.
     pub fn config(&self) -> &WorldlineConfig {
-        &self.inner.config
+        self.inner.config()
     }
 
     /// Runs any core operation through this client's transport and retry policy.
     pub fn execute<O: Operation + Sync>(&self, op: &O) -> Result<O::Output, Error> {
-        execute(&*self.inner.transport, self.inner.retry, op, None)
+        execute(&**self.inner.transport(), self.inner.retry(), op, None)
     }
 
     pub(crate) fn transport(&self) -> Arc<dyn HttpTransport> {
-        Arc::clone(&self.inner.transport)
+        Arc::clone(self.inner.transport())
     }
 
     pub(crate) fn retry(&self) -> RetryPolicy {
-        self.inner.retry
+        self.inner.retry()
     }
 
     /// `POST …/protocol/openid-connect/token`, `client_credentials`. For a cached token,

@@ -8,6 +8,8 @@
 //! [`truelayer_client_methods!`](crate::truelayer_client_methods), `async` or not. These
 //! macros are for the bindings, not for applications.
 
+use std::sync::Arc;
+
 use obauth_types::ClientSecret;
 
 use crate::call::Timeouts;
@@ -26,6 +28,86 @@ pub struct ClientSettings {
     pub timeouts: Timeouts,
     /// When and how often to retry.
     pub retry: RetryPolicy,
+}
+
+/// A client's checked settings bound to a binding's transport (`T`): what a client holds.
+pub struct Bound<C, T: ?Sized> {
+    config: C,
+    transport: Arc<T>,
+    retry: RetryPolicy,
+}
+
+impl<C, T: ?Sized> Bound<C, T> {
+    /// `config` sent through `transport` under `retry`.
+    pub fn new(config: C, transport: Arc<T>, retry: RetryPolicy) -> Self {
+        Self {
+            config,
+            transport,
+            retry,
+        }
+    }
+
+    /// The settings the client sends with.
+    pub fn config(&self) -> &C {
+        &self.config
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Arc<T> {
+        &self.transport
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> RetryPolicy {
+        self.retry
+    }
+}
+
+impl<C: std::fmt::Debug, T: ?Sized> std::fmt::Debug for Bound<C, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a client builder was given to send with: a transport of the caller's own (`T`), the
+/// caller's own HTTP client (`N`: a `reqwest::Client`, a `ureq::Agent`), or neither.
+pub struct TransportChoice<T: ?Sized, N> {
+    /// The caller's own transport: it wins, and brings its own timeouts.
+    pub custom: Option<Arc<T>>,
+    /// The caller's own HTTP client, to wrap in the binding's transport.
+    pub native: Option<N>,
+}
+
+impl<T: ?Sized, N> Default for TransportChoice<T, N> {
+    fn default() -> Self {
+        Self {
+            custom: None,
+            native: None,
+        }
+    }
+}
+
+impl<T: ?Sized, N> TransportChoice<T, N> {
+    /// Binds the checked `settings` to the transport the client ends up with: the caller's
+    /// own transport as it is; otherwise, once the timeouts are checked, what `make` builds
+    /// from the caller's HTTP client, if any, and those timeouts.
+    pub fn bind<C>(
+        self,
+        (config, common): (C, ClientSettings),
+        make: impl FnOnce(Option<N>, Timeouts) -> Result<Arc<T>, Error>,
+    ) -> Result<Bound<C, T>, Error> {
+        let transport = match self.custom {
+            Some(custom) => custom,
+            None => {
+                common.timeouts.check()?;
+                make(self.native, common.timeouts)?
+            }
+        };
+        Ok(Bound::new(config, transport, common.retry))
+    }
 }
 
 /// A TrueLayer client's settings, before they are checked.

@@ -19,8 +19,9 @@
 //!   SQLite gives its `-wal` and `-shm` files the same mode. With
 //!   [`SqliteStore::open_sealed`] every record is sealed with AES-256-GCM under your key;
 //!   without one, anyone who can read the file reads the tokens.
-//! * **Bounded.** Every call waits at most [`BUSY_TIMEOUT`] for another process's write
-//!   lock, then fails with a typed [`StoreError`].
+//! * **Bounded.** Every call waits at most [`BUSY_TIMEOUT`] (or what
+//!   [`SqliteStore::with_busy_timeout`] sets) for another process's write lock, then fails
+//!   with a [`StoreErrorKind::Unavailable`] error.
 //! * **Versioned.** The schema version lives in the file (`PRAGMA user_version`) and is
 //!   migrated on open; a file from a newer obauth is refused, not misread. A truncated or
 //!   corrupted file is a [`StoreErrorKind::Corrupt`] error naming the file.
@@ -93,6 +94,15 @@ impl SqliteStore {
         };
         store.prepare()?;
         Ok(store)
+    }
+
+    /// Waits at most `timeout` (instead of [`BUSY_TIMEOUT`]) for another connection's write
+    /// lock before a call fails with [`StoreErrorKind::Unavailable`].
+    pub fn with_busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
+        self.connection()
+            .busy_timeout(timeout)
+            .map_err(|error| self.failure(error))?;
+        Ok(self)
     }
 
     /// The file.

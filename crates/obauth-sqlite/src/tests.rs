@@ -361,3 +361,38 @@ fn a_record_damaged_inside_a_healthy_file_is_corrupt_not_garbage() {
         StoreErrorKind::Corrupt
     );
 }
+
+#[test]
+fn a_write_lock_held_elsewhere_is_waited_on_for_the_busy_timeout_then_reported() {
+    let dir = TempDir::new();
+    let path = dir.file("locked.db");
+    let store = SqliteStore::open(&path)
+        .unwrap()
+        .with_busy_timeout(Duration::from_millis(200))
+        .unwrap();
+    // Another process holds the write lock and does not let go.
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let holding = other
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = store
+        .compare_and_swap(&key(), Expect::Absent, &record("A1", "R1"))
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Unavailable, "{error}");
+    assert!(error.to_string().contains("locked.db"), "{error}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // Reads go on while a writer holds the lock (WAL), and the write goes through after.
+    assert_eq!(store.load(&key()).unwrap(), None);
+    drop(holding);
+    assert_eq!(
+        store
+            .compare_and_swap(&key(), Expect::Absent, &record("A1", "R1"))
+            .unwrap(),
+        Cas::Written(1)
+    );
+}

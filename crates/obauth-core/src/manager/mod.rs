@@ -34,6 +34,7 @@
 //! task never polled) ends its flight: the waiters are woken with an error, and the next
 //! caller starts afresh (after writing any rotated token first).
 
+mod api;
 mod endpoint;
 mod fetch;
 mod managed;
