@@ -215,10 +215,18 @@ impl<F> State<F> {
     fn servable(&self, now: Now) -> Option<(&AccessToken, Duration)> {
         let access = self.access.as_ref()?;
         let age = access.age.at(now);
+        // Saturating: `freshness` already orders age against both windows, and this runs
+        // under the state lock, where a panic would strand a flight just started.
         let left = match self.freshness(access, now) {
-            Freshness::Fresh => access.windows.fresh - age,
-            Freshness::RefreshSoon if self.flight.is_some() => access.windows.usable - age,
-            Freshness::RefreshSoon => (access.windows.usable - age).min(self.backoff_left(now)),
+            Freshness::Fresh => access.windows.fresh.saturating_sub(age),
+            Freshness::RefreshSoon if self.flight.is_some() => {
+                access.windows.usable.saturating_sub(age)
+            }
+            Freshness::RefreshSoon => access
+                .windows
+                .usable
+                .saturating_sub(age)
+                .min(self.backoff_left(now)),
             Freshness::Expired => return None,
         };
         Some((&access.token, left))

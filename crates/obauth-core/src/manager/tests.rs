@@ -171,7 +171,9 @@ impl<'a> Driver<'a> {
 
     fn run(&mut self, mut fetch: Fetch<TestFlight>) -> Result<AccessToken, Error> {
         let mut event = Event::Start;
-        loop {
+        for step in 0.. {
+            // A fetch that never ends is a bug to report, not a test to hang.
+            assert!(step < MAX_STEPS, "the fetch did not end: {:?}", self.did);
             let now = self.clock;
             event = match fetch.step(now, event) {
                 Action::Load => {
@@ -212,8 +214,13 @@ impl<'a> Driver<'a> {
                 Action::Done(result) => return result,
             };
         }
+        unreachable!()
     }
 }
+
+/// More steps than any fetch in these tests needs (the longest, a lease waited on for a
+/// whole deadline of 30 s polled every 50 ms, takes about 1,200).
+const MAX_STEPS: usize = 10_000;
 
 fn lead(cell: &Cell, now: Now) -> Fetch<TestFlight> {
     match cell.join(now, true) {
