@@ -143,7 +143,10 @@ fn mutants() -> Result<(), String> {
         // cargo-mutants exits non-zero when a mutant survives; the second pass decides.
         let _ = run(step, &args, &[]);
     };
-    pass("mutants (obauth-core's tests)", &["--test-package", "obauth-core"]);
+    pass(
+        "mutants (obauth-core's tests)",
+        &["--test-package", "obauth-core"],
+    );
     pass(
         "mutants (the survivors, against the whole workspace)",
         &["--iterate", "--test-workspace=true"],
