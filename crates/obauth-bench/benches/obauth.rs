@@ -632,7 +632,10 @@ fn median(samples: impl Iterator<Item = Duration>) -> Duration {
 }
 
 fn main() {
-    let smoke = std::env::args().any(|arg| arg == "--test");
+    // A smoke run: `cargo bench -- --test`, or `cargo test --benches` (which, unlike
+    // `cargo bench`, does not pass `--bench`).
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|arg| arg == "--test") || !args.iter().any(|arg| arg == "--bench");
     let addr = start_token_server();
     let base = format!("http://{addr}");
     let pairs = [

@@ -35,7 +35,9 @@ fn main() {
         cold_start_worker(&args[at + 1], &args[at + 2]);
         return;
     }
-    let smoke = args.iter().any(|arg| arg == "--test");
+    // A smoke run: `cargo bench -- --test`, or `cargo test --benches` (which, unlike
+    // `cargo bench`, does not pass `--bench`).
+    let smoke = args.iter().any(|arg| arg == "--test") || !args.iter().any(|arg| arg == "--bench");
     let dir = TempDir::new();
     let addr = obauth_bench::start_token_server();
     let base = format!("http://{addr}");
