@@ -1,12 +1,13 @@
 //! Sending requests: the [`HttpTransport`] seam and its reqwest implementation.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Request, Response};
 pub use obauth_core::Timeouts;
 use obauth_core::client::{Bound, ClientSettings, TransportChoice};
+use obauth_core::url::is_loopback_host;
 use obauth_core::{
     AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
     TransportErrorKind,
@@ -24,29 +25,61 @@ pub trait HttpTransport: Send + Sync {
 }
 
 /// The default transport: a `reqwest::Client` that never follows redirects.
+///
+/// Proxies: requests to other hosts go through the proxies reqwest reads from
+/// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY`; requests to a loopback host
+/// never do (they would carry a plain-text secret to the proxy), when the transport built
+/// its client itself. With your own client, build it with `no_proxy()` for loopback use.
 #[derive(Clone, Debug)]
 pub struct ReqwestTransport {
     client: reqwest::Client,
+    /// For loopback targets, when this transport built `client`: the same settings
+    /// without any proxy, built on first use.
+    direct: Option<Arc<OnceLock<reqwest::Client>>>,
     timeouts: Timeouts,
     max_body: usize,
+}
+
+fn client_builder(timeouts: Timeouts) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.total)
+}
+
+fn built(client: reqwest::Result<reqwest::Client>) -> Result<reqwest::Client, Error> {
+    client.map_err(|error| {
+        Error::Transport(TransportError::with_source(
+            TransportErrorKind::Request,
+            "the HTTP client could not be built",
+            error.without_url(),
+        ))
+    })
 }
 
 impl ReqwestTransport {
     /// A transport with its own connection pool, no redirects, and `timeouts`.
     pub fn new(timeouts: Timeouts) -> Result<Self, Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.total)
-            .build()
-            .map_err(|error| {
-                Error::Transport(TransportError::with_source(
-                    TransportErrorKind::Request,
-                    "the HTTP client could not be built",
-                    error.without_url(),
-                ))
-            })?;
-        Ok(Self::with_client(client, timeouts))
+        let client = built(client_builder(timeouts).build())?;
+        Ok(Self {
+            direct: Some(Arc::new(OnceLock::new())),
+            ..Self::with_client(client, timeouts)
+        })
+    }
+
+    /// The client for `uri`: without proxies for a loopback host, if this transport owns
+    /// its client.
+    fn client_for(&self, uri: &http::Uri) -> Result<&reqwest::Client, Error> {
+        match &self.direct {
+            Some(direct) if uri.host().is_some_and(is_loopback_host) => {
+                if let Some(client) = direct.get() {
+                    return Ok(client);
+                }
+                let client = built(client_builder(self.timeouts).no_proxy().build())?;
+                Ok(direct.get_or_init(|| client))
+            }
+            _ => Ok(&self.client),
+        }
     }
 
     /// A transport over your own `reqwest::Client` (its pool, proxy and TLS settings).
@@ -58,6 +91,7 @@ impl ReqwestTransport {
     pub fn with_client(client: reqwest::Client, timeouts: Timeouts) -> Self {
         Self {
             client,
+            direct: None,
             timeouts,
             max_body: MAX_RESPONSE_BODY,
         }
@@ -100,14 +134,14 @@ impl HttpTransport for ReqwestTransport {
             .extensions()
             .get::<AttemptTimeout>()
             .map(|cap| cap.0);
+        let client = self.client_for(request.uri())?;
         let mut request =
             reqwest::Request::try_from(request).map_err(|error| self.error(error, cap))?;
         // Compared with the URL reqwest answers for, as reqwest parsed it (host lowercased,
         // path normalised): any difference means it followed a redirect.
         let sent = request.url().clone();
         *request.timeout_mut() = Some(self.timeouts.total.min(cap.unwrap_or(Duration::MAX)));
-        let mut response = self
-            .client
+        let mut response = client
             .execute(request)
             .await
             .map_err(|error| self.error(error, cap))?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 pub use obauth_core::Timeouts;
 use obauth_core::client::{Bound, ClientSettings, TransportChoice};
+use obauth_core::url::is_loopback_host;
 use obauth_core::{
     AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
     TransportErrorKind,
@@ -27,6 +28,10 @@ pub trait HttpTransport: Send + Sync {
 
 /// The default transport: a `ureq::Agent` that treats every status as an answer, never
 /// follows redirects, and bounds each call.
+///
+/// Proxies: requests to other hosts go through the proxy ureq reads from `HTTPS_PROXY`,
+/// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (or the agent's own); requests to a loopback host
+/// never do, whatever the agent says (they would carry a plain-text secret to the proxy).
 ///
 /// ureq resolves the host name on every call, and with a resolve timeout it spawns a
 /// thread to do so. This transport caches resolved addresses for
@@ -168,21 +173,29 @@ impl HttpTransport for UreqTransport {
             Some(cap) => self.timeouts.total.min(cap.0),
             None => self.timeouts.total,
         };
+        // A loopback target never goes through a proxy: the request would carry a
+        // plain-text secret to it.
+        let bypass_proxy = self.agent.config().proxy().is_some()
+            && request.uri().host().is_some_and(is_loopback_host);
         // Whatever agent we were given, these settings hold for obauth's requests.
-        let response = if self.configure_each_request || total < self.timeouts.total {
-            let request = self
-                .agent
-                .configure_request(request)
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .timeout_connect(Some(self.timeouts.connect.min(total)))
-                .timeout_global(Some(total))
-                .build();
-            self.agent.run(request)
-        } else {
-            self.agent.run(request)
-        }
-        .map_err(|error| self.error(error, total))?;
+        let response =
+            if self.configure_each_request || total < self.timeouts.total || bypass_proxy {
+                let mut configured = self
+                    .agent
+                    .configure_request(request)
+                    .http_status_as_error(false)
+                    .max_redirects(0)
+                    .timeout_connect(Some(self.timeouts.connect.min(total)))
+                    .timeout_global(Some(total));
+                if bypass_proxy {
+                    configured = configured.proxy(None);
+                }
+                let request = configured.build();
+                self.agent.run(request)
+            } else {
+                self.agent.run(request)
+            }
+            .map_err(|error| self.error(error, total))?;
         let (parts, mut body) = response.into_parts();
         let body = body
             .with_config()

@@ -1039,3 +1039,78 @@ fn token_store_mistakes_are_usage_errors() {
     assert!(!stderr(&output).contains("not a key"));
     assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
 }
+
+#[test]
+fn loopback_calls_never_go_through_a_proxy() {
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A "proxy" that counts who connects and answers nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let run = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_obauth"));
+        command.args(args);
+        for name in [
+            "OBAUTH_CLIENT_ID",
+            "OBAUTH_CLIENT_SECRET",
+            "OBAUTH_TOKEN_STORE",
+            "OBAUTH_TOKEN_STORE_KEY",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            command.env_remove(name);
+        }
+        for name in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            command.env(name, &proxy);
+        }
+        command.output().unwrap()
+    };
+    let mock = MockServer::start();
+    // The blocking binding (ureq): a token from the mock on 127.0.0.1.
+    let base = mock.base_url();
+    let token = run(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "--client-secret",
+        obauth_mock::TRUELAYER_CLIENT_SECRET,
+        "truelayer",
+        "token",
+        "client-credentials",
+        "--scope",
+        "payments",
+        "--output",
+        "json",
+    ]);
+    assert!(token.status.success(), "{}", stderr(&token));
+    // Both bindings (the demo runs the async one too) against its own mock.
+    let demo = run(&["demo"]);
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stdout)
+    );
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "a request went to the proxy"
+    );
+}

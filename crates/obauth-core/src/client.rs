@@ -99,6 +99,7 @@ impl<T: ?Sized, N> TransportChoice<T, N> {
         (config, common): (C, ClientSettings),
         make: impl FnOnce(Option<N>, Timeouts) -> Result<Arc<T>, Error>,
     ) -> Result<Bound<C, T>, Error> {
+        common.retry.check()?;
         let transport = match self.custom {
             Some(custom) => custom,
             None => {
@@ -208,7 +209,8 @@ macro_rules! client_builder_setters {
         }
 
         /// The retry policy (default:
-        /// [`RetryPolicy::default`]($crate::retry::RetryPolicy::default)).
+        /// [`RetryPolicy::default`]($crate::retry::RetryPolicy::default)); `build` refuses
+        /// one that [`RetryPolicy::check`]($crate::retry::RetryPolicy::check) refuses.
         pub fn retry_policy(mut self, retry: $crate::retry::RetryPolicy) -> Self {
             self.settings.common.retry = retry;
             self

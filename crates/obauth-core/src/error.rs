@@ -176,7 +176,10 @@ impl RetryAfter {
     /// Reads the header; an unreadable value counts as absent.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-        if let Ok(seconds) = value.parse::<u64>() {
+        if !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_digit()) {
+            // A delay too large for a u64 of seconds is a delay too long to wait for, not
+            // an absent header (which would be retried at once).
+            let seconds = value.parse::<u64>().unwrap_or(u64::MAX);
             return Some(RetryAfter::Delay(Duration::from_secs(seconds)));
         }
         httpdate::parse_http_date(value).ok().map(RetryAfter::At)

@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime};
 
 pub use crate::error::RetryAfter;
-use crate::error::{Error, TimeoutPhase, TransportErrorKind};
+use crate::error::{Error, InvalidInput, TimeoutPhase, TransportErrorKind};
 use crate::operation::Replay;
 
 /// How an attempt failed, as far as retrying is concerned.
@@ -100,6 +100,36 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The most attempts a policy may make.
+    pub const MAX_ATTEMPTS: u32 = 10;
+
+    /// The longest pause a policy may take between two attempts.
+    pub const MAX_PAUSE: Duration = Duration::from_secs(300);
+
+    /// Checks that the policy makes sense: 1 to [`MAX_ATTEMPTS`](Self::MAX_ATTEMPTS)
+    /// attempts, a base delay no longer than the largest backoff, and pauses (the largest
+    /// backoff, the longest `Retry-After` waited for) of at most
+    /// [`MAX_PAUSE`](Self::MAX_PAUSE). The client builders refuse others.
+    pub fn check(&self) -> Result<(), InvalidInput> {
+        let what = "retry policy";
+        if self.max_attempts == 0 || self.max_attempts > Self::MAX_ATTEMPTS {
+            return Err(InvalidInput::new(what, "max_attempts must be 1 to 10"));
+        }
+        if self.base_delay > self.max_delay {
+            return Err(InvalidInput::new(
+                what,
+                "base_delay must not exceed max_delay",
+            ));
+        }
+        if self.max_delay > Self::MAX_PAUSE || self.max_retry_after > Self::MAX_PAUSE {
+            return Err(InvalidInput::new(
+                what,
+                "max_delay and max_retry_after must be at most five minutes",
+            ));
+        }
+        Ok(())
+    }
+
     /// A policy that never retries.
     pub fn never() -> Self {
         Self {
@@ -272,6 +302,46 @@ mod tests {
     }
 
     #[test]
+    fn nonsense_policies_are_refused() {
+        assert!(RetryPolicy::default().check().is_ok());
+        assert!(RetryPolicy::never().check().is_ok());
+        let policy = RetryPolicy::default();
+        let bad = [
+            RetryPolicy {
+                max_attempts: 0,
+                ..policy
+            },
+            RetryPolicy {
+                max_attempts: 11,
+                ..policy
+            },
+            RetryPolicy {
+                base_delay: Duration::from_secs(6),
+                ..policy
+            },
+            RetryPolicy {
+                max_delay: Duration::from_secs(301),
+                base_delay: Duration::ZERO,
+                ..policy
+            },
+            RetryPolicy {
+                max_retry_after: Duration::MAX,
+                ..policy
+            },
+        ];
+        for bad in bad {
+            assert_eq!(bad.check().unwrap_err().what(), "retry policy", "{bad:?}");
+        }
+        let edge = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_secs(300),
+            max_delay: Duration::from_secs(300),
+            max_retry_after: Duration::from_secs(300),
+        };
+        assert!(edge.check().is_ok());
+    }
+
+    #[test]
     fn attempts_are_capped() {
         let policy = RetryPolicy::default();
         assert!(matches!(
@@ -377,6 +447,27 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(RetryAfter::from_headers(&headers), None);
+        // Too large to hold is too long to wait, not absent.
+        for huge in [
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ] {
+            headers.insert(RETRY_AFTER, huge.parse().unwrap());
+            assert_eq!(
+                RetryAfter::from_headers(&headers),
+                Some(RetryAfter::Delay(Duration::from_secs(u64::MAX))),
+                "{huge}"
+            );
+            let failure = Failure::Server {
+                not_processed: true,
+                retry_after: RetryAfter::from_headers(&headers),
+            };
+            assert_eq!(
+                RetryPolicy::default().decide(Replay::Safe, 1, failure, NOW, 0),
+                RetryDecision::GiveUp
+            );
+        }
         assert_eq!(RetryAfter::from_headers(&HeaderMap::new()), None);
     }
 }

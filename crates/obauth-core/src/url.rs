@@ -57,10 +57,29 @@ impl BaseUrl {
                 "must not contain `.` or `..` path segments",
             ));
         }
+        // A port part must be a port: `http::Uri` accepts `:99999` or `:8080abc` and then
+        // reports no port, and a client would send to the scheme's default port instead.
+        let port = match &authority.as_str()[host.len()..] {
+            "" => None,
+            part => {
+                let port = part
+                    .strip_prefix(':')
+                    .and_then(|digits| digits.parse::<u16>().ok())
+                    .filter(|port| *port != 0)
+                    .ok_or_else(|| InvalidInput::new(WHAT, "the port must be 1 to 65535"))?;
+                Some(port)
+            }
+        };
+        // A default port written out is dropped, so that the URL obauth puts in an
+        // assertion's `aud` is the one the request goes to.
+        let port = match (scheme, port) {
+            ("https", Some(443)) | ("http", Some(80)) | (_, None) => String::new(),
+            (_, Some(port)) => format!(":{port}"),
+        };
         // Host names are case-insensitive; HTTP clients lowercase them, so the URL obauth
         // builds is the URL they send to.
-        let authority = authority.as_str().to_ascii_lowercase();
-        Ok(BaseUrl(format!("{scheme}://{authority}{path}")))
+        let host = host.to_ascii_lowercase();
+        Ok(BaseUrl(format!("{scheme}://{host}{port}{path}")))
     }
 
     /// The URL as a string, without trailing slash.
@@ -105,6 +124,12 @@ impl BaseUrl {
 fn is_dot_segment(segment: &str) -> bool {
     let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
     decoded == "." || decoded == ".."
+}
+
+/// Whether `host` (as a URL writes it, IPv6 in brackets) is a loopback host: `localhost`,
+/// `127.0.0.0/8` or `::1`. The bindings send to such hosts without a proxy.
+pub fn is_loopback_host(host: &str) -> bool {
+    is_loopback(host)
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -183,12 +208,44 @@ mod tests {
     }
 
     #[test]
+    fn ports_are_ports_and_default_ports_are_dropped() {
+        for bad in [
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:65536",
+            "http://127.0.0.1:-1",
+            "http://127.0.0.1:8080abc",
+            "http://[::1]:99999",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:",
+        ] {
+            let error = BaseUrl::parse(bad).map(|url| url.to_string());
+            match error {
+                Err(error) => assert!(error.problem().contains("port"), "{bad}: {error}"),
+                Ok(url) => panic!("{bad} was accepted as {url}"),
+            }
+        }
+        let kept = |url: &str| BaseUrl::parse(url).unwrap().to_string();
+        assert_eq!(
+            kept("https://Example.com:443/auth"),
+            "https://example.com/auth"
+        );
+        assert_eq!(kept("http://127.0.0.1:80"), "http://127.0.0.1");
+        assert_eq!(
+            kept("https://example.com:8443/auth"),
+            "https://example.com:8443/auth"
+        );
+        assert_eq!(kept("http://127.0.0.1:65535"), "http://127.0.0.1:65535");
+        assert_eq!(kept("http://[::1]:8080/x"), "http://[::1]:8080/x");
+        assert_eq!(kept("http://127.0.0.1:1"), "http://127.0.0.1:1");
+    }
+
+    #[test]
     fn hosts_are_lowercased_and_dot_segments_refused() {
         assert_eq!(
-            BaseUrl::parse("HTTPS://Auth.TrueLayer.COM:443/Auth/")
+            BaseUrl::parse("HTTPS://Auth.TrueLayer.COM:8443/Auth/")
                 .unwrap()
                 .as_str(),
-            "https://auth.truelayer.com:443/Auth"
+            "https://auth.truelayer.com:8443/Auth"
         );
         for bad in [
             "https://host/a/../b",
