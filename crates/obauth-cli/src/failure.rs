@@ -31,15 +31,15 @@ impl Failure {
 
     pub(crate) fn report(&self) {
         match self {
-            Failure::Usage(message) => eprintln!("obauth: {message}"),
+            Failure::Usage(message) => complain!("obauth: {message}"),
             Failure::Api { error, json } => {
-                eprintln!("obauth: {error}");
+                complain!("obauth: {error}");
                 if *json {
                     say!("{}", error_json(error));
                 }
             }
-            Failure::Other(error) => eprintln!("obauth: {error}"),
-            Failure::Failed(message) => eprintln!("obauth: {message}"),
+            Failure::Other(error) => complain!("obauth: {error}"),
+            Failure::Failed(message) => complain!("obauth: {message}"),
         }
     }
 

@@ -2,18 +2,29 @@
 //! mock server and a demo of every operation on it.
 //!
 //! Exit codes: 0 success; 1 the server answered with an API error; 2 bad usage or bad
-//! local input; 3 transport failure, timeout or unexpected response.
+//! local input; 3 transport failure, timeout or unexpected response; 4 the output could
+//! not be written.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-/// `println!` that ends the program quietly when stdout is closed (`obauth … | head`).
+/// `println!` that never panics: if stdout cannot be written (closed, full), the program
+/// says so on stderr and ends with exit code 4. An answer that was not delivered (a rotated
+/// refresh token, say) must not look like a success.
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
-            std::process::exit(0);
+        if let Err(error) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            crate::output_lost(&error);
         }
+    }};
+}
+
+/// `eprintln!` that never panics: with stderr closed the message is lost, nothing more.
+macro_rules! complain {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
     }};
 }
 
@@ -23,6 +34,15 @@ mod failure;
 mod run;
 
 use std::process::ExitCode;
+
+/// Ends the program when its output could not be written.
+fn output_lost(error: &std::io::Error) -> ! {
+    complain!(
+        "obauth: the output could not be written ({error}): nothing was delivered; a refresh \
+         token rotated by this command is lost unless a --token-store kept it"
+    );
+    std::process::exit(4)
+}
 
 use clap::Parser;
 

@@ -101,21 +101,55 @@ fn timeouts(global: &Global) -> Result<Timeouts, Problem> {
     })
 }
 
-fn client_secret(global: &Global) -> Result<Option<ClientSecret>, Problem> {
-    if let Some(path) = &global.client_secret_file {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            Problem::Usage(format!(
-                "cannot read --client-secret-file {}: {error}",
-                path.display()
-            ))
-        })?;
-        let secret = text.trim_end_matches(['\r', '\n']);
-        if secret.is_empty() {
-            return Err(Problem::Usage(format!("{} is empty", path.display())));
-        }
-        return Ok(Some(ClientSecret::new(secret)));
+/// The largest file obauth reads a secret, key or certificate from.
+const MAX_LOCAL_FILE: u64 = 64 * 1024;
+
+/// A small local file (a secret, a key, a certificate) named by `flag`: a regular file
+/// (a FIFO nobody writes to would hang, a device like /dev/zero never ends) of at most
+/// [`MAX_LOCAL_FILE`] bytes of text. Wiped from memory when dropped.
+fn read_local(path: &std::path::Path, flag: &str) -> Result<Zeroizing<String>, Problem> {
+    use std::io::Read as _;
+    let problem = |why: String| Problem::Usage(format!("{flag} {}: {why}", path.display()));
+    let metadata = std::fs::metadata(path).map_err(|error| problem(error.to_string()))?;
+    if !metadata.is_file() {
+        return Err(problem("is not a regular file".into()));
     }
-    Ok(global.client_secret.as_deref().map(ClientSecret::new))
+    let file = std::fs::File::open(path).map_err(|error| problem(error.to_string()))?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_LOCAL_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| problem(error.to_string()))?;
+    if bytes.len() as u64 > MAX_LOCAL_FILE {
+        return Err(problem(format!(
+            "is larger than {} KiB",
+            MAX_LOCAL_FILE / 1024
+        )));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| problem("is not UTF-8 text".into()))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+fn client_secret(global: &Global) -> Result<Option<ClientSecret>, Problem> {
+    let (secret, source) = match (&global.client_secret_file, &global.client_secret) {
+        (Some(path), _) => {
+            let text = read_local(path, "--client-secret-file")?;
+            // One final newline (`\n` or `\r\n`) is how files end, not part of the secret.
+            let secret = text
+                .strip_suffix('\n')
+                .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
+                .unwrap_or(&text);
+            (ClientSecret::new(secret), "--client-secret-file")
+        }
+        (None, Some(secret)) => (
+            ClientSecret::new(secret.as_str()),
+            "--client-secret (or OBAUTH_CLIENT_SECRET)",
+        ),
+        (None, None) => return Ok(None),
+    };
+    if secret.expose_secret().trim().is_empty() {
+        return Err(Problem::Usage(format!("{source} is empty or blank")));
+    }
+    Ok(Some(secret))
 }
 
 fn require_client_id(global: &Global) -> Result<String, Problem> {
@@ -384,12 +418,10 @@ fn worldline(global: &Global, command: Worldline) -> Result<(), Problem> {
     })?;
     let auth = match (private_key, certificate) {
         (Some(key_path), Some(cert_path)) => {
-            let read = |path: &std::path::Path, what: &str| {
-                std::fs::read_to_string(path)
-                    .map_err(|error| Problem::Usage(format!("cannot read {what} {}: {error}", path.display())))
-            };
-            let certificate = SigningCertificate::from_pem(&read(&cert_path, "certificate")?)?;
-            let signer = RsaKeySigner::from_pem(&read(&key_path, "private key")?, &certificate)?;
+            let certificate =
+                SigningCertificate::from_pem(&read_local(&cert_path, "--certificate")?)?;
+            let signer =
+                RsaKeySigner::from_pem(&read_local(&key_path, "--private-key")?, &certificate)?;
             let mut assertion = AssertionConfig::new(signer)?;
             if let Some(audience) = audience {
                 assertion = assertion.with_audience(audience);
@@ -455,12 +487,7 @@ fn token_store(global: &Global) -> Result<Option<Arc<dyn TokenStore>>, Problem> 
 /// The sealing key from --token-store-key-file or OBAUTH_TOKEN_STORE_KEY, if either is set.
 fn sealing_key(global: &Global) -> Result<Option<SealingKey>, Problem> {
     let text = match &global.token_store_key_file {
-        Some(path) => Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
-            Problem::Usage(format!(
-                "cannot read --token-store-key-file {}: {error}",
-                path.display()
-            ))
-        })?),
+        Some(path) => read_local(path, "--token-store-key-file")?,
         None => match std::env::var("OBAUTH_TOKEN_STORE_KEY") {
             Ok(text) => Zeroizing::new(text),
             Err(std::env::VarError::NotPresent) => return Ok(None),

@@ -489,7 +489,7 @@ fn exit_2_for_bad_usage_and_bad_local_input() {
                 "--certificate",
                 good_cert.to_str().unwrap(),
             ],
-            "cannot read private key",
+            "--private-key ",
         ),
         (
             vec![
@@ -1113,4 +1113,136 @@ fn loopback_calls_never_go_through_a_proxy() {
         0,
         "a request went to the proxy"
     );
+}
+
+#[test]
+fn secret_files_are_bounded_regular_files_and_blank_secrets_are_refused() {
+    let mock = MockServer::start();
+    let base = mock.base_url();
+    let with_secret_file = |path: &str| {
+        obauth(&[
+            "--base-url",
+            &base,
+            "--client-id",
+            obauth_mock::TRUELAYER_CLIENT_ID,
+            "--client-secret-file",
+            path,
+            "truelayer",
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+        ])
+    };
+    // An endless device is refused at once, not read until memory runs out.
+    let endless = with_secret_file("/dev/zero");
+    assert_eq!(endless.status.code(), Some(2), "{}", stderr(&endless));
+    assert!(stderr(&endless).contains("--client-secret-file /dev/zero"));
+    // A FIFO nobody writes to would hang the read: refused without opening it.
+    let dir = TempDir::new("fifo");
+    let fifo = dir.0.join("secret.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let hanging = with_secret_file(fifo.to_str().unwrap());
+    assert_eq!(hanging.status.code(), Some(2));
+    assert!(
+        stderr(&hanging).contains("not a regular file"),
+        "{}",
+        stderr(&hanging)
+    );
+    // Larger than 64 KiB.
+    let big = temp_file("big-secret", &"s".repeat(64 * 1024 + 1));
+    let refused = with_secret_file(big.to_str().unwrap());
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("64 KiB"), "{}", stderr(&refused));
+    // One final CRLF is dropped: the secret works.
+    let crlf = temp_file(
+        "crlf-secret",
+        &format!("{}\r\n", obauth_mock::TRUELAYER_CLIENT_SECRET),
+    );
+    let fine = with_secret_file(crlf.to_str().unwrap());
+    assert!(fine.status.success(), "{}", stderr(&fine));
+    // Blank: refused before any request, naming where it came from.
+    let blank = temp_file("blank-secret", " \n");
+    let refused = with_secret_file(blank.to_str().unwrap());
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--client-secret-file is empty or blank"));
+    let from_env = obauth_env(
+        &[
+            "--base-url",
+            &base,
+            "truelayer",
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+        ],
+        &[
+            ("OBAUTH_CLIENT_ID", obauth_mock::TRUELAYER_CLIENT_ID),
+            ("OBAUTH_CLIENT_SECRET", ""),
+        ],
+    );
+    assert_eq!(from_env.status.code(), Some(2), "{}", stderr(&from_env));
+    assert!(
+        stderr(&from_env).contains("OBAUTH_CLIENT_SECRET"),
+        "{}",
+        stderr(&from_env)
+    );
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 1);
+    for file in [big, crlf, blank] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[test]
+fn an_answer_that_cannot_be_written_is_a_failure_and_a_closed_stderr_no_panic() {
+    use std::process::Stdio;
+    let mock = MockServer::start();
+    let base = mock.base_url();
+    let token_args = [
+        "--base-url",
+        &base,
+        "--client-id",
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "--client-secret",
+        obauth_mock::TRUELAYER_CLIENT_SECRET,
+        "truelayer",
+        "token",
+        "client-credentials",
+        "--scope",
+        "payments",
+    ];
+    // stdout full: not a silent success.
+    let full = Command::new(env!("CARGO_BIN_EXE_obauth"))
+        .args(token_args)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(4), "{}", stderr(&full));
+    assert!(
+        stderr(&full).contains("could not be written"),
+        "{}",
+        stderr(&full)
+    );
+    // stderr closed (its reader gone before the program starts) while reporting a usage
+    // error: exit 2, not a panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_obauth"))
+        .args([
+            "--base-url",
+            "http://127.0.0.1:99999",
+            "truelayer",
+            "providers",
+        ])
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2));
 }
