@@ -220,7 +220,10 @@ pub struct ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = server_text(self.code.as_ref(), 64);
-        write!(f, "server answered {}: {code}", self.status)?;
+        write!(f, "server answered {}", self.status)?;
+        if !code.is_empty() {
+            write!(f, ": {code}")?;
+        }
         if let Some(description) = &self.description {
             write!(f, ": {}", server_text(description, 300))?;
         }

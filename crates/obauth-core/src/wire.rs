@@ -106,7 +106,7 @@ pub(crate) fn parse_json<T: DeserializeOwned, B: AsRef<[u8]>>(
         Ok(value) => Ok(value),
         Err(error) => {
             // A 200 that carries an error body is still the server saying no.
-            if let Ok(api) = serde_json::from_slice::<ErrorResponse>(body) {
+            if let Some(api) = coded_error(body) {
                 return Err(api_error(response, api));
             }
             let kind = if error.is_syntax() || error.is_eof() {
@@ -150,10 +150,17 @@ pub(crate) fn parse_empty<B: AsRef<[u8]>>(response: &Response<B>) -> Result<(), 
     if !response.status().is_success() {
         return Err(failure(response));
     }
-    match serde_json::from_slice::<ErrorResponse>(without_bom(response.body().as_ref())) {
-        Ok(api) => Err(api_error(response, api)),
-        Err(_) => Ok(()),
+    match coded_error(without_bom(response.body().as_ref())) {
+        Some(api) => Err(api_error(response, api)),
+        None => Ok(()),
     }
+}
+
+/// An OAuth error body with an `error` code: what makes a 2xx answer a refusal.
+fn coded_error(body: &[u8]) -> Option<ErrorResponse> {
+    serde_json::from_slice::<ErrorResponse>(body)
+        .ok()
+        .filter(|api| !api.error.as_str().is_empty())
 }
 
 /// Classifies a non-2xx answer: an OAuth error body becomes [`Error::Api`], anything else
@@ -169,6 +176,11 @@ pub(crate) fn failure<B: AsRef<[u8]>>(response: &Response<B>) -> Error {
     }
     // Error bodies are read whatever their Content-Type: some gateways label JSON text/plain.
     match serde_json::from_slice::<ErrorResponse>(body) {
+        // Neither a code nor a description: JSON, but no OAuth-style error.
+        Ok(api) if api.error.as_str().is_empty() && api.error_description.is_none() => unexpected(
+            response,
+            UnexpectedKind::WrongShape("no `error` or `error_description`".into()),
+        ),
         Ok(api) => api_error(response, api),
         Err(error) if error.is_syntax() || error.is_eof() => {
             unexpected(response, UnexpectedKind::NotJson)

@@ -41,7 +41,10 @@ open_enum! {
 /// An error response body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorResponse {
-    /// The error code.
+    /// The error code. Worldline's error schema requires no field, so a body without one is
+    /// read with an empty, unrecognised code ([`ErrorCode::is_known`] is false) rather than
+    /// refused.
+    #[serde(default = "no_error_code")]
     pub error: ErrorCode,
     /// A human-readable explanation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +52,10 @@ pub struct ErrorResponse {
     /// More context (TrueLayer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_details: Option<ErrorDetails>,
+}
+
+fn no_error_code() -> ErrorCode {
+    ErrorCode::parse("")
 }
 
 /// TrueLayer's `error_details`: a `reason` and any other keys the server adds, kept as sent.

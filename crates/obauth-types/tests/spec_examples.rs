@@ -156,8 +156,9 @@ fn truelayer_providers_example_reads_as_sent() {
             .availability
             .as_ref()
             .unwrap()
-            .recommended_status,
-        "healthy"
+            .recommended_status
+            .as_deref(),
+        Some("healthy")
     );
 
     let agricole = &providers[3];
@@ -171,7 +172,41 @@ fn truelayer_providers_example_reads_as_sent() {
     assert_eq!(field.id, "branch-name");
     assert!(field.mandatory);
     assert_eq!(field.values.len(), 8);
-    assert_eq!(field.values[2].value, "stet-credit-agricole-alpes-provence");
+    assert_eq!(
+        field.values[2].value.as_deref(),
+        Some("stet-credit-agricole-alpes-provence")
+    );
+}
+
+#[test]
+fn one_incomplete_entry_does_not_fail_the_whole_providers_list() {
+    // Real-shaped: a choice without a display name, another without a value, and an
+    // availability without `recommended_status`, next to a complete provider.
+    let ProvidersResponse(providers) = serde_json::from_str(
+        r#"[
+          {"provider_id":"ob-monzo","display_name":"Monzo","country":"uk","logo_url":"https://x/monzo.svg",
+           "scopes":["info"],"availability":{"updated_at":"2026-11-30T10:00:00Z"}},
+          {"provider_id":"stet-x","display_name":"X","country":"fr","logo_url":"https://x/x.svg",
+           "scopes":["info"],
+           "steps":[{"title":"Branch","fields":[{"type":"SingleChoiceField","id":"branch","display_name":"Branch","help_text":"Pick one",
+             "mandatory":true,"values":[{"value":"b-1"},{"display_name":"Only a name"},
+             {"value":"b-3","display_name":"Three"}]}]}]}
+        ]"#,
+    )
+    .unwrap();
+    assert_eq!(providers.len(), 2);
+    let availability = providers[0].availability.as_ref().unwrap();
+    assert_eq!(availability.recommended_status, None);
+    assert_eq!(
+        availability.updated_at.as_deref(),
+        Some("2026-11-30T10:00:00Z")
+    );
+    let choices = &providers[1].steps[0].fields[0].values;
+    assert_eq!(choices[0].value.as_deref(), Some("b-1"));
+    assert_eq!(choices[0].display_name, None);
+    assert_eq!(choices[1].value, None);
+    assert_eq!(choices[1].display_name.as_deref(), Some("Only a name"));
+    assert_eq!(choices[2].display_name.as_deref(), Some("Three"));
 }
 
 #[test]

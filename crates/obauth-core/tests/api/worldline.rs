@@ -404,6 +404,20 @@ fn worldline_responses() {
         assert_eq!(error.api_code(), Some(&code));
         assert!(!error.is_retryable());
     }
+    // The error schema requires no field: a body with only a description is still the
+    // server's refusal, with an unrecognised (empty) code.
+    let error = op
+        .parse_response(&json(
+            400,
+            r#"{"error_description":"Invalid client credentials"}"#,
+        ))
+        .unwrap_err();
+    let code = error.api_code().expect("an API error");
+    assert!(!code.is_known() && code.as_str().is_empty());
+    assert_eq!(
+        error.to_string(),
+        "server answered 400 Bad Request: Invalid client credentials"
+    );
 }
 
 #[test]

@@ -118,20 +118,25 @@ pub struct AuthInputField {
     pub allowed_characters: Option<String>,
 }
 
-/// One choice of a single-choice field.
+/// One choice of a single-choice field. The spec requires neither field: a choice a server
+/// sends without one is kept, not a reason to refuse the whole list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldChoice {
     /// The value to send in `auth_inputs`.
-    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     /// Friendly name.
-    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
 }
 
-/// A provider's availability, present in live payloads though not in the schema.
+/// A provider's availability, present in live payloads though not in the schema (so no
+/// field of it is required).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderAvailability {
     /// TrueLayer's recommendation, e.g. `healthy`.
-    pub recommended_status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_status: Option<String>,
     /// When the status was computed (RFC 3339), kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
