@@ -412,23 +412,29 @@ fn single_use_codes_are_never_retried() {
 #[test]
 fn non_retryable_faults_give_typed_errors_and_nothing_hangs() {
     let mock = MockServer::start();
-    let client = TrueLayerClient::builder(
-        Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
-        obauth_mock::TRUELAYER_CLIENT_ID,
-    )
-    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
-    .retry_policy(RetryPolicy::never())
-    .timeouts(Timeouts {
-        connect: Duration::from_secs(1),
-        total: Duration::from_millis(300),
-    })
-    .build()
-    .unwrap();
+    let with_total = |total| {
+        TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+            obauth_mock::TRUELAYER_CLIENT_ID,
+        )
+        .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+        .retry_policy(RetryPolicy::never())
+        .timeouts(Timeouts {
+            connect: Duration::from_secs(5),
+            total,
+        })
+        .build()
+        .unwrap()
+    };
+    // A short timeout only for the call whose timeout is what is checked: the others must
+    // not time out on a loaded machine instead of showing their fault.
+    let impatient = with_total(Duration::from_millis(300));
+    let client = with_total(Duration::from_secs(10));
     let scopes = || Scopes::from([Scope::Payments]);
 
     mock.inject(None, 1, Fault::Delay(Duration::from_secs(2)));
     let started = Instant::now();
-    let error = client.client_credentials(scopes()).unwrap_err();
+    let error = impatient.client_credentials(scopes()).unwrap_err();
     assert!(
         matches!(error, Error::Timeout(t) if t.phase == TimeoutPhase::Total),
         "{error:?}"
