@@ -342,10 +342,8 @@ fn pem_block<'l>(
             break;
         };
         if let Some(label) = labels.iter().find(|label| **label == found) {
-            let text = &block[..end + end_marker.len()];
-            let (_, der) = pem_rfc7468::decode_vec(text.as_bytes())
-                .map_err(|_| InvalidInput::new(what, "the PEM block is not valid base64"))?;
-            return Ok((label, Zeroizing::new(der)));
+            let body = &block[label_end + 5..end];
+            return Ok((label, pem_body(body, what)?));
         }
         rest = &block[end + end_marker.len()..];
     }
@@ -356,6 +354,33 @@ fn pem_block<'l>(
             _ => "no `-----BEGIN (RSA) PRIVATE KEY-----` block found",
         },
     ))
+}
+
+/// A PEM block's base64 body, as OpenSSL reads it: lines of any length (76 columns, or the
+/// whole key on one line, as environment variables and secret stores hand it over), with
+/// any white space around them. A body with RFC 1421 headers (`Proc-Type: …`, an old-style
+/// encrypted key) is not a key obauth can use.
+fn pem_body(body: &str, what: &'static str) -> Result<Zeroizing<Vec<u8>>, InvalidInput> {
+    if body.contains(':') {
+        return Err(InvalidInput::new(
+            what,
+            "the PEM block has headers (an encrypted key?); decrypt it first",
+        ));
+    }
+    let text: Zeroizing<String> =
+        Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let der = lenient
+        .decode(text.as_bytes())
+        .map_err(|_| InvalidInput::new(what, "the PEM block is not valid base64"))?;
+    if der.is_empty() {
+        return Err(InvalidInput::new(what, "the PEM block is empty"));
+    }
+    Ok(Zeroizing::new(der))
 }
 
 fn upper_hex(bytes: &[u8]) -> String {

@@ -309,6 +309,49 @@ fn keys_in_pkcs1_and_pkcs8_pem_sign_the_same() {
 }
 
 #[test]
+fn pem_keys_are_read_as_openssl_reads_them() {
+    // The same PKCS#8 key rewrapped at 76 columns, on one line (as environment variables
+    // and secret stores carry it), and with trailing spaces and CRLFs.
+    let pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let wrap = |width: usize, end: &str| {
+        let mut out = String::from("-----BEGIN PRIVATE KEY-----");
+        out.push_str(end);
+        for chunk in body.as_bytes().chunks(width) {
+            out.push_str(std::str::from_utf8(chunk).unwrap());
+            out.push_str(end);
+        }
+        out.push_str("-----END PRIVATE KEY-----");
+        out.push_str(end);
+        out
+    };
+    let reference = signer();
+    for variant in [
+        wrap(76, "\n"),
+        format!("-----BEGIN PRIVATE KEY-----{body}-----END PRIVATE KEY-----"),
+        wrap(64, "  \r\n"),
+    ] {
+        let read = RsaKeySigner::from_pem(&variant, &certificate()).unwrap();
+        assert_eq!(read.key_id(), reference.key_id());
+        // The same key: the same signature over the same bytes (RS256 is deterministic).
+        assert_eq!(
+            read.sign_rs256(b"payload").unwrap(),
+            reference.sign_rs256(b"payload").unwrap()
+        );
+    }
+    // Headers (an old-style encrypted key) are refused with a reason.
+    let headed = pem.replace(
+        "-----BEGIN PRIVATE KEY-----\n",
+        "-----BEGIN PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\n",
+    );
+    let error = RsaKeySigner::from_pem(&headed, &certificate()).unwrap_err();
+    assert!(error.problem().contains("headers"), "{error}");
+}
+
+#[test]
 fn bad_keys_and_certificates_are_clear_input_errors() {
     let cert = certificate();
     let cases = [
