@@ -624,41 +624,42 @@ fn a_user_refresh_writes_the_rotated_token_before_anyone_sees_the_new_access_tok
     assert_eq!(flight.token(), "U2");
 }
 
+/// A store that refuses writes while `down` is set.
+struct Flaky {
+    inner: MemoryStore,
+    down: Mutex<bool>,
+}
+impl TokenStore for Flaky {
+    fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
+        self.inner.load(key)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, StoreError> {
+        if *self.down.lock().unwrap() {
+            return Err(StoreError::new(StoreErrorKind::Unavailable, "disk full"));
+        }
+        self.inner.compare_and_swap(key, expect, record)
+    }
+    fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, StoreError> {
+        self.inner.try_lease(key, holder, ttl, now)
+    }
+    fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
+        self.inner.release(key, holder)
+    }
+}
+
 #[test]
 fn a_refused_write_keeps_the_rotated_token_and_the_next_call_writes_it_without_refreshing() {
-    /// A store that refuses writes while `down` is set.
-    struct Flaky {
-        inner: MemoryStore,
-        down: Mutex<bool>,
-    }
-    impl TokenStore for Flaky {
-        fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
-            self.inner.load(key)
-        }
-        fn compare_and_swap(
-            &self,
-            key: &StoreKey,
-            expect: Expect,
-            record: &TokenRecord,
-        ) -> Result<Cas, StoreError> {
-            if *self.down.lock().unwrap() {
-                return Err(StoreError::new(StoreErrorKind::Unavailable, "disk full"));
-            }
-            self.inner.compare_and_swap(key, expect, record)
-        }
-        fn try_lease(
-            &self,
-            key: &StoreKey,
-            holder: &LeaseHolder,
-            ttl: Duration,
-            now: SystemTime,
-        ) -> Result<Lease, StoreError> {
-            self.inner.try_lease(key, holder, ttl, now)
-        }
-        fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
-            self.inner.release(key, holder)
-        }
-    }
     let store = Flaky {
         inner: MemoryStore::new(),
         down: Mutex::new(false),
@@ -1346,39 +1347,6 @@ fn next_refresh_token_prefers_a_rotated_non_empty_one() {
 
 #[test]
 fn a_write_refused_after_an_early_refresh_keeps_serving_the_old_token_and_writes_first() {
-    /// A store that refuses writes while `down` is set.
-    struct Flaky {
-        inner: MemoryStore,
-        down: Mutex<bool>,
-    }
-    impl TokenStore for Flaky {
-        fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
-            self.inner.load(key)
-        }
-        fn compare_and_swap(
-            &self,
-            key: &StoreKey,
-            expect: Expect,
-            record: &TokenRecord,
-        ) -> Result<Cas, StoreError> {
-            if *self.down.lock().unwrap() {
-                return Err(StoreError::new(StoreErrorKind::Unavailable, "disk full"));
-            }
-            self.inner.compare_and_swap(key, expect, record)
-        }
-        fn try_lease(
-            &self,
-            key: &StoreKey,
-            holder: &LeaseHolder,
-            ttl: Duration,
-            now: SystemTime,
-        ) -> Result<Lease, StoreError> {
-            self.inner.try_lease(key, holder, ttl, now)
-        }
-        fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
-            self.inner.release(key, holder)
-        }
-    }
     let store = Flaky {
         inner: MemoryStore::new(),
         down: Mutex::new(false),
