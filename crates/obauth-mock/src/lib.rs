@@ -11,9 +11,11 @@
 //! What it does, as the specs describe:
 //! * **TrueLayer**: registered clients and secrets; authorization codes bound to client,
 //!   redirect URI and PKCE challenge, single-use (a reused code revokes what it issued);
-//!   refresh tokens that rotate, a spent one answering `invalid_grant`; access tokens that
-//!   expire; debug ids; credential deletion that revokes the connection's tokens; the
-//!   providers list of the spec's example with its filters.
+//!   refresh tokens that rotate, a spent one answering `invalid_grant` and, as RFC 9700
+//!   §4.14.2 describes, revoking its whole grant (see
+//!   [`MockServer::set_refresh_token_reuse_detection`]); access tokens that expire; debug
+//!   ids; credential deletion that revokes the connection's tokens; the providers list of
+//!   the spec's example with its filters.
 //! * **Worldline**: realms whose clients authenticate with a secret or an RS256 client
 //!   assertion, verified against the registered public key by `kid`, with `aud`, `exp`
 //!   and `jti` replay checks, answering `invalid_client` / `invalid_scope` as the spec shows.
@@ -23,7 +25,13 @@
 //! * **Faults on demand**: [`MockServer::inject`] makes the next N answers of an endpoint a
 //!   status (500, 503, 429 with `Retry-After`), a delay, a malformed or truncated body, an
 //!   HTML error page, or a connection closed mid-answer.
-//! * **Counting**: [`MockServer::requests`] says how many requests reached each endpoint.
+//! * **Counting**: [`MockServer::requests`] says how many requests reached each endpoint;
+//!   [`MockServer::successful_refreshes`], [`MockServer::refused_refreshes`],
+//!   [`MockServer::refresh_token_reuses`] and [`MockServer::revoked_grants`] what the
+//!   refresh-token grant did.
+//! * **No echo**: an error answer names a field but never shows a value of the request;
+//!   a sender-chosen name (an unknown field, a scope) is shown only if it is a plain name
+//!   of at most 40 characters.
 //!
 //! The server runs on its own thread with its own single-threaded tokio runtime, on
 //! `127.0.0.1` and an ephemeral port, so sync and async tests use it alike. It stops when
@@ -157,6 +165,26 @@ impl MockServer {
         state.worldline.token_lifetime = worldline;
     }
 
+    /// Turns refresh-token reuse detection on or off; it is on from the start, as on real
+    /// servers.
+    ///
+    /// Every TrueLayer refresh token belongs to a grant: each authorization-code exchange
+    /// starts one (a code from [`MockServer::approve`] included, for a new connection or a
+    /// reauthentication), and each refresh that rotates the refresh token stays in it. On,
+    /// presenting a rotated (spent) refresh token to `POST /connect/token` answers
+    /// `400 {"error":"invalid_grant"}` and revokes the whole grant (RFC 9700 §4.14.2): its
+    /// current refresh token answers `invalid_grant` too, and its access tokens are refused
+    /// wherever the mock checks one (`DELETE /api/delete`, `POST`/`DELETE /api/debug`). The
+    /// connection stays: a reauth link may still name any of its refresh tokens. Off, the
+    /// spent token answers `invalid_grant` and nothing else happens, for tests that present
+    /// one on purpose and go on with the current one.
+    ///
+    /// Applies to the refresh requests that arrive from now on, whichever grant they
+    /// belong to; grants already revoked stay revoked.
+    pub fn set_refresh_token_reuse_detection(&self, enabled: bool) {
+        self.state().truelayer.reuse_detection = enabled;
+    }
+
     /// Registers a Worldline client that authenticates with a secret, allowed `scopes`.
     pub fn register_worldline_secret_client(
         &self,
@@ -219,9 +247,38 @@ impl MockServer {
         self.state().counts.get(&endpoint).copied().unwrap_or(0)
     }
 
-    /// Forgets every count.
+    /// How many TrueLayer refresh requests (`grant_type=refresh_token`, client
+    /// authenticated) were answered with new tokens so far. A refresh whose answer an
+    /// injected fault spoiled ([`Fault::TruncatedBody`]) still counts: the server rotated.
+    pub fn successful_refreshes(&self) -> usize {
+        self.state().truelayer.refresh_counts.succeeded
+    }
+
+    /// How many TrueLayer refresh requests (client authenticated) were answered
+    /// `invalid_grant` so far, whatever the reason: an unknown, spent or other client's
+    /// refresh token, or one of a revoked grant or a deleted connection.
+    pub fn refused_refreshes(&self) -> usize {
+        self.state().truelayer.refresh_counts.refused
+    }
+
+    /// How many TrueLayer refresh requests presented a rotated (spent) refresh token so
+    /// far: the reuse detections, counted with detection off too (each was refused).
+    pub fn refresh_token_reuses(&self) -> usize {
+        self.state().truelayer.refresh_counts.reuses
+    }
+
+    /// How many grants reuse detection revoked so far: at most one per grant, however
+    /// often its spent tokens come back. Always 0 with detection off. Deleting a
+    /// credential or replaying a code revokes tokens too but does not count here.
+    pub fn revoked_grants(&self) -> usize {
+        self.state().truelayer.refresh_counts.revoked_grants
+    }
+
+    /// Forgets every count: the request counts and the refresh counts.
     pub fn reset_counts(&self) {
-        self.state().counts.clear();
+        let mut state = self.state();
+        state.counts.clear();
+        state.truelayer.refresh_counts = Default::default();
     }
 }
 

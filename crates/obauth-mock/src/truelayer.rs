@@ -1,6 +1,14 @@
 //! TrueLayer's Authentication Server, with the semantics the spec and OAuth describe.
+//!
+//! Refresh tokens belong to grants. Each authorization-code exchange (of a code from an
+//! auth link, a reauth link or the hosted dialog, as [`crate::MockServer::approve`] plays
+//! them) starts a grant; a refresh that rotates the refresh token stays in it. Presenting a
+//! rotated refresh token again is reuse (RFC 9700 §4.14.2): `invalid_grant`, and, with
+//! reuse detection on, the whole grant is revoked, its current refresh token and its
+//! access tokens with it. The connection (credential) itself stays: reauthentication is
+//! how its user gets a fresh grant.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,7 +22,7 @@ use obauth_types::truelayer::{ResponseMode, Scope};
 use obauth_types::{ClientSecret, Scopes};
 use sha2::{Digest, Sha256};
 
-use crate::wire::{Answer, Endpoint, Request, random_token, same};
+use crate::wire::{Answer, Endpoint, Request, random_token, same, shown_name, shown_names};
 use crate::{TRUELAYER_CLIENT_ID, TRUELAYER_CLIENT_SECRET, TRUELAYER_REDIRECT_URI};
 
 /// The scopes `client_credentials` may ask for.
@@ -54,16 +62,35 @@ struct Code {
     credential: Option<String>,
 }
 
+/// The grant a user token belongs to: one per authorization-code exchange.
+type GrantId = u64;
+
 struct Access {
     credential: Option<String>,
+    /// `None` for application (`client_credentials`) tokens.
+    grant: Option<GrantId>,
     expires_at: Instant,
 }
 
 struct Refresh {
     client_id: String,
     credential: String,
+    grant: GrantId,
     scope: String,
     used: bool,
+}
+
+/// What the refresh-token grant did, for the tests to read.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RefreshCounts {
+    /// Refreshes answered with new tokens.
+    pub(crate) succeeded: usize,
+    /// Refreshes answered `invalid_grant`, whatever the reason.
+    pub(crate) refused: usize,
+    /// Refreshes that presented a rotated (spent) refresh token.
+    pub(crate) reuses: usize,
+    /// Grants revoked because one of their rotated refresh tokens was presented.
+    pub(crate) revoked_grants: usize,
 }
 
 struct Credential {
@@ -82,6 +109,14 @@ pub(crate) struct TrueLayerState {
     credentials: HashMap<String, Credential>,
     providers: Vec<Provider>,
     pub(crate) token_lifetime: Duration,
+    /// The id the next grant gets.
+    next_grant: GrantId,
+    /// Grants revoked by reuse detection; their refresh tokens stay known (a reauth link
+    /// may still name one) but no longer refresh.
+    revoked_grants: HashSet<GrantId>,
+    /// Whether presenting a rotated refresh token revokes its grant (RFC 9700 §4.14.2).
+    pub(crate) reuse_detection: bool,
+    pub(crate) refresh_counts: RefreshCounts,
 }
 
 impl TrueLayerState {
@@ -98,6 +133,10 @@ impl TrueLayerState {
             credentials: HashMap::new(),
             providers,
             token_lifetime: Duration::from_secs(3600),
+            next_grant: 1,
+            revoked_grants: HashSet::new(),
+            reuse_detection: true,
+            refresh_counts: RefreshCounts::default(),
         };
         state.register_client(
             TRUELAYER_CLIENT_ID,
@@ -150,7 +189,7 @@ impl TrueLayerState {
     fn token(&mut self, body: &[u8]) -> Answer {
         let request: TokenRequest = match serde_json::from_slice(body) {
             Ok(request) => request,
-            Err(error) => return invalid_request(&format!("malformed token request: {error}")),
+            Err(error) => return invalid_request(&describe_json_error("token request", &error)),
         };
         let (client_id, secret) = match &request {
             TokenRequest::AuthorizationCode(r) => (&r.client_id, &r.client_secret),
@@ -212,22 +251,12 @@ impl TrueLayerState {
                         revoked: false,
                         debug_id: None,
                     });
-                self.issue(&r.client_id, Some(&credential), &session.scope)
+                let grant = self.next_grant;
+                self.next_grant += 1;
+                self.issue(&r.client_id, Some((&credential, grant)), &session.scope)
             }
             TokenRequest::RefreshToken(r) => {
-                let Some(refresh) = self.refresh.get_mut(r.refresh_token.expose_secret()) else {
-                    return invalid_grant();
-                };
-                let revoked = self
-                    .credentials
-                    .get(&refresh.credential)
-                    .is_none_or(|c| c.revoked);
-                if refresh.used || refresh.client_id != r.client_id || revoked {
-                    return invalid_grant();
-                }
-                refresh.used = true;
-                let (credential, scope) = (refresh.credential.clone(), refresh.scope.clone());
-                self.issue(&r.client_id, Some(&credential), &scope)
+                self.refresh(&r.client_id, r.refresh_token.expose_secret())
             }
             TokenRequest::ClientCredentials(r) => {
                 let scope = r.scope.to_wire();
@@ -239,7 +268,10 @@ impl TrueLayerState {
                     return Answer::error(
                         StatusCode::BAD_REQUEST,
                         "invalid_scope",
-                        &format!("Invalid scopes: {scope}"),
+                        &format!(
+                            "Invalid scopes: {}",
+                            shown_names(scope.split(' ').filter(|s| !s.is_empty()))
+                        ),
                     );
                 }
                 self.issue(&r.client_id, None, &scope)
@@ -247,14 +279,61 @@ impl TrueLayerState {
         }
     }
 
+    /// The refresh-token grant, for an authenticated `client_id`.
+    fn refresh(&mut self, client_id: &str, refresh_token: &str) -> Answer {
+        let Some(refresh) = self.refresh.get(refresh_token) else {
+            return self.refuse_refresh();
+        };
+        if refresh.client_id != client_id {
+            return self.refuse_refresh();
+        }
+        let grant = refresh.grant;
+        if refresh.used {
+            // RFC 9700 §4.14.2: the server cannot tell the legitimate client from an
+            // attacker, so it revokes the grant, whoever holds its current token.
+            self.refresh_counts.reuses += 1;
+            if self.reuse_detection {
+                self.revoke_grant(grant);
+            }
+            return self.refuse_refresh();
+        }
+        let connection_revoked = self
+            .credentials
+            .get(&refresh.credential)
+            .is_none_or(|c| c.revoked);
+        if connection_revoked || self.revoked_grants.contains(&grant) {
+            return self.refuse_refresh();
+        }
+        let (credential, scope) = (refresh.credential.clone(), refresh.scope.clone());
+        if let Some(refresh) = self.refresh.get_mut(refresh_token) {
+            refresh.used = true;
+        }
+        self.refresh_counts.succeeded += 1;
+        self.issue(client_id, Some((&credential, grant)), &scope)
+    }
+
+    fn refuse_refresh(&mut self) -> Answer {
+        self.refresh_counts.refused += 1;
+        invalid_grant()
+    }
+
+    /// Revokes a grant: its refresh tokens stop refreshing, its access tokens are dropped.
+    fn revoke_grant(&mut self, grant: GrantId) {
+        if self.revoked_grants.insert(grant) {
+            self.refresh_counts.revoked_grants += 1;
+        }
+        self.access.retain(|_, access| access.grant != Some(grant));
+    }
+
     /// Issues an access token, and a rotating refresh token for a connection with
-    /// `offline_access`.
-    fn issue(&mut self, client_id: &str, credential: Option<&str>, scope: &str) -> Answer {
+    /// `offline_access`; `user` is the connection and the grant for a user token.
+    fn issue(&mut self, client_id: &str, user: Option<(&str, GrantId)>, scope: &str) -> Answer {
         let access_token = random_token("tl-at-");
         self.access.insert(
             access_token.clone(),
             Access {
-                credential: credential.map(str::to_owned),
+                credential: user.map(|(credential, _)| credential.to_owned()),
+                grant: user.map(|(_, grant)| grant),
                 expires_at: Instant::now() + self.token_lifetime,
             },
         );
@@ -265,13 +344,14 @@ impl TrueLayerState {
             "scope": scope,
         });
         let offline = scope.split(' ').any(|s| s == "offline_access");
-        if let (Some(credential), true) = (credential, offline) {
+        if let (Some((credential, grant)), true) = (user, offline) {
             let refresh_token = random_token("tl-rt-");
             self.refresh.insert(
                 refresh_token.clone(),
                 Refresh {
                     client_id: client_id.to_owned(),
                     credential: credential.to_owned(),
+                    grant,
                     scope: scope.to_owned(),
                     used: false,
                 },
@@ -294,7 +374,9 @@ impl TrueLayerState {
     fn auth_link(&mut self, body: &[u8]) -> Answer {
         let request: AuthLinkRequest = match serde_json::from_slice(body) {
             Ok(request) => request,
-            Err(error) => return invalid_request(&format!("malformed auth link request: {error}")),
+            Err(error) => {
+                return invalid_request(&describe_json_error("auth link request", &error));
+            }
         };
         if let Some(why) = self.check_redirect(&request.client_id, &request.redirect_uri) {
             return Answer::error(StatusCode::UNAUTHORIZED, "unauthorized_client", why);
@@ -325,7 +407,7 @@ impl TrueLayerState {
     fn reauth_link(&mut self, body: &[u8]) -> Answer {
         let request: ReauthLinkRequest = match serde_json::from_slice(body) {
             Ok(request) => request,
-            Err(error) => return invalid_request(&format!("malformed reauth request: {error}")),
+            Err(error) => return invalid_request(&describe_json_error("reauth request", &error)),
         };
         // Any refresh token of a live connection, spent or not: reauthentication is for
         // connections whose tokens no longer refresh.
@@ -482,7 +564,7 @@ impl TrueLayerState {
     fn debug(&mut self, body: &[u8], create: bool) -> Answer {
         let request: DebugIdRequest = match serde_json::from_slice(body) {
             Ok(request) => request,
-            Err(error) => return invalid_request(&format!("malformed debug request: {error}")),
+            Err(error) => return invalid_request(&describe_json_error("debug request", &error)),
         };
         let Some(credential_id) = self.connection(request.access_token.expose_secret()) else {
             return unauthorized();
@@ -574,6 +656,40 @@ impl TrueLayerState {
                 "serialization",
             ),
         }
+    }
+}
+
+/// Why a JSON body is refused, for `error_details.reason`: it names a field serde names
+/// (unknown, repeated or missing), shown only if it is a plain name, and never shows a
+/// value. serde's own messages quote values (`invalid value: string "…"`, `unknown variant
+/// `…``), and a value may be a secret: a client secret, an `auth_inputs` password.
+fn describe_json_error(what: &str, error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let named = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| shown_name(name))
+    };
+    if let Some(name) = named("unknown field `") {
+        return format!("malformed {what}: unexpected field {name}");
+    }
+    if let Some(name) = named("duplicate field `") {
+        return format!("malformed {what}: {name} appears more than once");
+    }
+    if let Some(name) = named("missing field `") {
+        return format!("malformed {what}: missing {name}");
+    }
+    let (line, column) = (error.line(), error.column());
+    match error.classify() {
+        serde_json::error::Category::Syntax => {
+            format!("malformed {what}: not JSON (line {line}, column {column})")
+        }
+        serde_json::error::Category::Eof => format!("malformed {what}: the JSON ends early"),
+        serde_json::error::Category::Data => format!(
+            "malformed {what}: a value of the wrong type or not allowed (line {line}, column {column}; the value is not shown)"
+        ),
+        serde_json::error::Category::Io => format!("malformed {what}"),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The mock's wire primitives, shared by the TrueLayer and Worldline handlers: the
 //! `Endpoint` a request reached, the `Request` a handler reads, the `Answer` it
-//! gives, and the two helpers every handler uses, `random_token` to mint opaque
-//! tokens and `same` to compare secrets in constant time.
+//! gives, and the helpers every handler uses: `random_token` to mint opaque tokens,
+//! `same` to compare secrets in constant time, and `shown_name` / `shown_names` to put a
+//! sender-chosen name (a field, a scope) in an error message without echoing a value.
 //!
 //! A leaf: it imports nothing from the handlers (`truelayer`, `worldline`) nor from
 //! `state`, which composes them, so the handlers and the composition depend on it
@@ -156,4 +157,77 @@ pub(crate) fn random_token(prefix: &str) -> String {
 pub(crate) fn same(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// The longest sender-chosen name an error message shows.
+const MAX_SHOWN_NAME: usize = 40;
+
+/// Whether an error message may show `name`: a plain parameter or scope name, 1 to 40
+/// bytes, an ASCII letter then ASCII letters, digits, `_`, `-`, `.` or `:`. Anything else
+/// (long, empty, punctuation, spaces, non-ASCII) may be a value that slipped into a name,
+/// a secret split by an unencoded `&` or a whole token, so it is not shown.
+fn plain_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.len() <= MAX_SHOWN_NAME
+        && bytes.first().is_some_and(u8::is_ascii_alphabetic)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// A sender-chosen field name as an error message shows it: in backticks if it is a plain
+/// name, otherwise withheld, only its length said.
+pub(crate) fn shown_name(name: &str) -> String {
+    if plain_name(name) {
+        format!("`{name}`")
+    } else {
+        format!("(a name of {} bytes, not shown)", name.len())
+    }
+}
+
+/// Sender-chosen names (scopes) as an error message lists them: the plain ones, space
+/// separated, then how many were withheld.
+pub(crate) fn shown_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut shown = Vec::new();
+    let mut withheld = 0usize;
+    for name in names {
+        if plain_name(name) {
+            shown.push(name);
+        } else {
+            withheld += 1;
+        }
+    }
+    let mut text = shown.join(" ");
+    if withheld > 0 {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&format!("({withheld} not shown)"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{shown_name, shown_names};
+
+    #[test]
+    fn plain_names_are_shown_and_anything_else_only_measured() {
+        assert_eq!(shown_name("client_secret"), "`client_secret`");
+        assert_eq!(
+            shown_name("recurring_payments:sweeping"),
+            "`recurring_payments:sweeping`"
+        );
+        assert_eq!(shown_name(""), "(a name of 0 bytes, not shown)");
+        assert_eq!(shown_name("a b"), "(a name of 3 bytes, not shown)");
+        assert_eq!(shown_name("`x`"), "(a name of 3 bytes, not shown)");
+        assert_eq!(shown_name("1abc"), "(a name of 4 bytes, not shown)");
+        assert_eq!(shown_name("sécret"), "(a name of 7 bytes, not shown)");
+        let long = "a".repeat(41);
+        assert_eq!(shown_name(&long), "(a name of 41 bytes, not shown)");
+        assert_eq!(shown_name(&long[..40]), format!("`{}`", &long[..40]));
+        assert_eq!(shown_names(["VOP", "IDEAL"]), "VOP IDEAL");
+        assert_eq!(shown_names(["VOP", "x y", "{}"]), "VOP (2 not shown)");
+        assert_eq!(shown_names(["=secret"]), "(1 not shown)");
+    }
 }

@@ -13,7 +13,7 @@ use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
 use sha2::Sha256;
 
-use crate::wire::{Answer, Request, random_token, same};
+use crate::wire::{Answer, Request, random_token, same, shown_name, shown_names};
 use crate::{WORLDLINE_CLIENT_ID, WORLDLINE_CLIENT_SECRET, WORLDLINE_REALM};
 
 /// Keycloak's default upper bound on an assertion's lifetime (`exp` − `iat`).
@@ -162,7 +162,7 @@ impl WorldlineState {
                 return Answer::error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
-                    &error.to_string(),
+                    &describe_form_error(&error),
                 );
             }
         };
@@ -204,7 +204,7 @@ impl WorldlineState {
             return Answer::error(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
-                &format!("Invalid scopes: {}", refused.join(" ")),
+                &format!("Invalid scopes: {}", shown_names(refused)),
             );
         }
         Answer::json(
@@ -294,6 +294,25 @@ impl WorldlineState {
             return Err("Token reuse detected");
         }
         Ok(subject.to_owned())
+    }
+}
+
+/// Why a form is refused, for the answer's `error_description`: it names the field but
+/// never shows a value, and shows a sender-chosen name (an unknown or repeated field) only
+/// if it is a plain name (see `shown_name`). `FormError`'s own `Display` is not used: it
+/// quotes whatever name the sender wrote, and a variant added later could carry a value.
+fn describe_form_error(error: &FormError) -> String {
+    match error {
+        FormError::MissingField(name) => format!("missing `{name}`"),
+        FormError::RepeatedField(name) => {
+            format!("{} appears more than once", shown_name(name))
+        }
+        FormError::UnknownField(name) => format!("unexpected field {}", shown_name(name)),
+        FormError::UnsupportedGrantType => "grant_type must be client_credentials".to_owned(),
+        FormError::TwoAuthenticationMethods => {
+            "client_secret and client_assertion are mutually exclusive".to_owned()
+        }
+        _ => "malformed token request".to_owned(),
     }
 }
 
