@@ -34,6 +34,7 @@
 #![deny(missing_docs)]
 
 pub mod manager;
+pub mod store;
 pub mod transport;
 pub mod truelayer;
 pub mod worldline;
@@ -42,10 +43,13 @@ pub use manager::{TokenSource, UserTokens};
 pub use obauth_core as core;
 pub use obauth_core::Error;
 pub use obauth_core::manager::ManagerOptions;
-pub use obauth_core::store::{MemoryStore, SealingKey, TokenStore};
+pub use obauth_core::store::{AsyncTokenStore, MemoryStore, SealingKey, TokenStore};
+#[cfg(feature = "redis")]
+pub use obauth_redis::AsyncRedisStore as RedisStore;
 #[cfg(feature = "sqlite")]
 pub use obauth_sqlite::SqliteStore;
 pub use obauth_types as types;
+pub use store::Store;
 pub use transport::{HttpTransport, ReqwestTransport, Timeouts};
 pub use truelayer::TrueLayerClient;
 pub use worldline::WorldlineClient;

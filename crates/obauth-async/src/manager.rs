@@ -33,13 +33,13 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use obauth_core::Error;
 use obauth_core::expiry::Now;
 use obauth_core::manager::{Action, Event, Fetch, Flight as CoreFlight, Join};
-use obauth_core::store::{StoreKey, TokenStore};
-use obauth_core::{Error, StoreError, StoreErrorKind};
 use obauth_types::AccessToken;
 use tokio::sync::Notify;
 
+use crate::store::Store;
 use crate::transport::HttpTransport;
 use crate::{execute, sleep};
 
@@ -72,7 +72,7 @@ impl Flight {
     }
 }
 
-type Managed = obauth_core::manager::Managed<Flight, dyn HttpTransport>;
+type Managed = obauth_core::manager::Managed<Flight, dyn HttpTransport, Store>;
 
 fn access_token(managed: &Arc<Managed>) -> TokenRead<'_> {
     match managed.cell().fresh(SystemTime::now()) {
@@ -115,16 +115,12 @@ fn spawn(managed: &Arc<Managed>, runtime: &tokio::runtime::Handle, fetch: Fetch<
 
 /// Does what the machine says until it is done.
 async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Error> {
+    let (store, key) = (managed.store(), managed.key());
     let mut event = Event::Start;
     loop {
         event = match fetch.step(Now::system(), event) {
-            Action::Load => Event::Loaded(store_call(managed, |store, key| store.load(key)).await),
-            Action::Lease { holder, ttl } => Event::Leased(
-                store_call(managed, move |store, key| {
-                    store.try_lease(key, &holder, ttl, SystemTime::now())
-                })
-                .await,
-            ),
+            Action::Load => Event::Loaded(store.load(key).await),
+            Action::Lease { holder, ttl } => Event::Leased(store.try_lease(key, holder, ttl).await),
             Action::Sleep(pause) => {
                 sleep(pause).await;
                 Event::Woke
@@ -139,44 +135,13 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
                 };
                 Event::Answered { sent, result }
             }
-            Action::Persist { expect, record } => Event::Persisted(
-                store_call(managed, move |store, key| {
-                    store.compare_and_swap(key, expect, &record)
-                })
-                .await,
-            ),
-            Action::Release { holder } => Event::Released(
-                store_call(managed, move |store, key| store.release(key, &holder)).await,
-            ),
+            Action::Persist { expect, record } => {
+                Event::Persisted(store.compare_and_swap(key, expect, record).await)
+            }
+            Action::Release { holder } => Event::Released(store.release(key, holder).await),
             Action::Done(result) => return result,
         };
     }
-}
-
-/// Calls the store: on tokio's blocking pool if it may block and there is a runtime, in
-/// place otherwise.
-async fn store_call<T, F>(managed: &Managed, call: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn TokenStore, &StoreKey) -> Result<T, StoreError> + Send + 'static,
-{
-    let store = managed.store();
-    if store.may_block()
-        && let Ok(runtime) = tokio::runtime::Handle::try_current()
-    {
-        let store = Arc::clone(store);
-        let key = managed.key().clone();
-        return runtime
-            .spawn_blocking(move || call(&*store, &key))
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::new(
-                    StoreErrorKind::Other,
-                    "the token store panicked",
-                ))
-            });
-    }
-    call(&**store, managed.key())
 }
 
 /// What `access_token()` returns: ready at its first poll with the fresh token read when
@@ -203,7 +168,7 @@ impl Future for TokenRead<'_> {
     }
 }
 
-obauth_core::token_manager_types!(async await);
+obauth_core::token_manager_types!(store: impl Into<Store>; async await);
 
 impl TokenSource {
     /// The access token: cached while fresh, fetched once for all concurrent callers when due.

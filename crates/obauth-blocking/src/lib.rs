@@ -40,6 +40,8 @@ pub use obauth_core as core;
 pub use obauth_core::Error;
 pub use obauth_core::manager::ManagerOptions;
 pub use obauth_core::store::{MemoryStore, SealingKey, TokenStore};
+#[cfg(feature = "redis")]
+pub use obauth_redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use obauth_sqlite::SqliteStore;
 pub use obauth_types as types;

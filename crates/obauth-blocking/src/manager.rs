@@ -58,7 +58,11 @@ impl Flight {
     }
 }
 
-type Managed = obauth_core::manager::Managed<Flight, dyn HttpTransport>;
+type Managed = obauth_core::manager::Managed<
+    Flight,
+    dyn HttpTransport,
+    Arc<dyn obauth_core::store::TokenStore>,
+>;
 
 fn access_token(managed: &Arc<Managed>) -> Result<AccessToken, Error> {
     if let Some(token) = managed.cell().fresh(SystemTime::now()) {
@@ -110,7 +114,7 @@ fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Err
     }
 }
 
-obauth_core::token_manager_types!();
+obauth_core::token_manager_types!(store: Arc<dyn obauth_core::store::TokenStore>;);
 
 impl TokenSource {
     /// The access token: cached while fresh, fetched once for all concurrent callers when due.

@@ -7,14 +7,16 @@
 /// Expands to `TokenSource` and `UserTokens` over the binding's `Managed` (an alias of
 /// [`Managed`](crate::manager::Managed) with its flight and transport) and its
 /// `TrueLayerClient` / `WorldlineClient` (which have `config()`, `transport()` and
-/// `retry()`). `token_manager_types!(async await)` in an async binding, `()` in a blocking
-/// one; the binding then writes `access_token(&self)` for both types.
+/// `retry()`). `store:` names the type the methods take a store as (it converts `.into()`
+/// the binding's [`StoreHandle`](crate::store::StoreHandle)); then `async await` in an
+/// async binding, nothing in a blocking one. The binding writes `access_token(&self)` for
+/// both types.
 #[doc(hidden)]
 #[macro_export]
 // `crate::` is meant: the binding's clients and re-exports, where the macro expands.
 #[allow(clippy::crate_in_macro_def)]
 macro_rules! token_manager_types {
-    ($($async:ident $await:ident)?) => {
+    (store: $store:ty; $($async:ident $await:ident)?) => {
         /// A cached client-credentials token for TrueLayer or Worldline. Cheap to clone;
         /// clones share the cache.
         #[derive(Clone, Debug)]
@@ -57,9 +59,9 @@ macro_rules! token_manager_types {
             /// store, other processes); the cache starts empty.
             pub fn with_store(
                 self,
-                store: ::std::sync::Arc<dyn $crate::store::TokenStore>,
+                store: $store,
             ) -> Self {
-                Self::from(self.inner.with_store(store))
+                Self::from(self.inner.with_store(store.into()))
             }
 
             /// Replaces the options (expiry policy, fetch deadline, lease polling); the
@@ -112,7 +114,7 @@ macro_rules! token_manager_types {
             fn build(
                 client: &crate::TrueLayerClient,
                 connection: &str,
-                store: ::std::sync::Arc<dyn $crate::store::TokenStore>,
+                store: $store,
                 seed: $crate::manager::Seed,
             ) -> Result<Self, $crate::Error> {
                 let endpoint = $crate::manager::TokenEndpoint::TrueLayerUser {
@@ -123,7 +125,7 @@ macro_rules! token_manager_types {
                     endpoint,
                     client.transport(),
                     client.retry(),
-                    store,
+                    store.into(),
                     $crate::manager::ManagerOptions::default(),
                     seed,
                 )?;
@@ -138,7 +140,7 @@ macro_rules! token_manager_types {
             pub fn open(
                 client: &crate::TrueLayerClient,
                 connection: &str,
-                store: ::std::sync::Arc<dyn $crate::store::TokenStore>,
+                store: $store,
             ) -> Result<Self, $crate::Error> {
                 Self::build(client, connection, store, $crate::manager::Seed::Empty)
             }
@@ -149,7 +151,7 @@ macro_rules! token_manager_types {
                 client: &crate::TrueLayerClient,
                 connection: &str,
                 refresh_token: $crate::types::RefreshToken,
-                store: ::std::sync::Arc<dyn $crate::store::TokenStore>,
+                store: $store,
             ) -> Result<Self, $crate::Error> {
                 let seed = $crate::manager::Seed::RefreshToken(refresh_token);
                 Self::build(client, connection, store, seed)
@@ -165,7 +167,7 @@ macro_rules! token_manager_types {
                 connection: &str,
                 response: &$crate::types::truelayer::token::TokenResponse,
                 requested_at: ::std::time::SystemTime,
-                store: ::std::sync::Arc<dyn $crate::store::TokenStore>,
+                store: $store,
             ) -> Result<Self, $crate::Error> {
                 let seed = $crate::manager::Seed::from_token_response(response, requested_at)?;
                 let tokens = Self::build(client, connection, store, seed)?;

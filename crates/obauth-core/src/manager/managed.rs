@@ -12,20 +12,21 @@ use crate::error::{Error, InvalidInput};
 use crate::expiry::ExpiryPolicy;
 use crate::random::OsRandom;
 use crate::retry::RetryPolicy;
-use crate::store::{LeaseHolder, MemoryStore, StoreKey, TokenRecord, TokenStore};
+use crate::store::{LeaseHolder, StoreHandle, StoreKey, TokenRecord};
 
 /// One managed token: the machine's cell, what it fetches from, where it is kept, and how
-/// the binding sends (`T`, its transport, and the retry policy).
-pub struct Managed<F: Flight, T: ?Sized> {
+/// the binding sends (`T`, its transport, and the retry policy). `S` is the binding's
+/// handle on the store: an `Arc<dyn TokenStore>`, or a handle that also takes async stores.
+pub struct Managed<F: Flight, T: ?Sized, S: StoreHandle> {
     cell: Arc<TokenCell<F>>,
     endpoint: TokenEndpoint,
     key: StoreKey,
-    store: Arc<dyn TokenStore>,
+    store: S,
     transport: Arc<T>,
     retry: RetryPolicy,
 }
 
-impl<F: Flight, T: ?Sized> std::fmt::Debug for Managed<F, T> {
+impl<F: Flight, T: ?Sized, S: StoreHandle> std::fmt::Debug for Managed<F, T, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Managed")
             .field("key", &self.key)
@@ -33,14 +34,14 @@ impl<F: Flight, T: ?Sized> std::fmt::Debug for Managed<F, T> {
     }
 }
 
-impl<F: Flight, T: ?Sized> Managed<F, T> {
+impl<F: Flight, T: ?Sized, S: StoreHandle> Managed<F, T, S> {
     /// A manager of `endpoint`'s token kept in `store`, starting from `seed`. Refused if
     /// `options` are out of bounds.
     pub fn new(
         endpoint: TokenEndpoint,
         transport: Arc<T>,
         retry: RetryPolicy,
-        store: Arc<dyn TokenStore>,
+        store: S,
         options: ManagerOptions,
         seed: Seed,
     ) -> Result<Self, InvalidInput> {
@@ -56,7 +57,7 @@ impl<F: Flight, T: ?Sized> Managed<F, T> {
             endpoint,
             transport,
             retry,
-            Arc::new(MemoryStore::new()),
+            S::memory(),
             ManagerOptions::default(),
             Seed::Empty,
         )
@@ -66,7 +67,7 @@ impl<F: Flight, T: ?Sized> Managed<F, T> {
         endpoint: TokenEndpoint,
         transport: Arc<T>,
         retry: RetryPolicy,
-        store: Arc<dyn TokenStore>,
+        store: S,
         options: ManagerOptions,
         seed: Seed,
     ) -> Self {
@@ -84,7 +85,7 @@ impl<F: Flight, T: ?Sized> Managed<F, T> {
     /// The same token with other settings: a new cell. Nothing cached carries over, but
     /// tokens not yet written do (the new cell writes them first), and so does a user's
     /// refresh token known in memory (a record in the store still wins over that).
-    fn reconfigured(&self, store: Arc<dyn TokenStore>, options: ManagerOptions) -> Self {
+    fn reconfigured(&self, store: S, options: ManagerOptions) -> Self {
         let seed = self.cell.handover();
         Self::checked(
             self.endpoint.clone(),
@@ -97,14 +98,14 @@ impl<F: Flight, T: ?Sized> Managed<F, T> {
     }
 
     /// The same token kept in `store`.
-    pub fn with_store(&self, store: Arc<dyn TokenStore>) -> Self {
+    pub fn with_store(&self, store: S) -> Self {
         self.reconfigured(store, *self.cell.options())
     }
 
     /// The same token with `options`; refused if they are out of bounds.
     pub fn with_options(&self, options: ManagerOptions) -> Result<Self, InvalidInput> {
         options.check()?;
-        Ok(self.reconfigured(Arc::clone(&self.store), options))
+        Ok(self.reconfigured(self.store.clone(), options))
     }
 
     /// The same token with another expiry policy.
@@ -113,7 +114,7 @@ impl<F: Flight, T: ?Sized> Managed<F, T> {
             expiry,
             ..*self.cell.options()
         };
-        self.reconfigured(Arc::clone(&self.store), options)
+        self.reconfigured(self.store.clone(), options)
     }
 
     /// The machine's cell.
@@ -132,7 +133,7 @@ impl<F: Flight, T: ?Sized> Managed<F, T> {
     }
 
     /// Where it is stored.
-    pub fn store(&self) -> &Arc<dyn TokenStore> {
+    pub fn store(&self) -> &S {
         &self.store
     }
 

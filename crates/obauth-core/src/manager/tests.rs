@@ -1587,11 +1587,11 @@ fn reconfiguring_keeps_the_options_it_was_not_asked_to_change() {
         lease_poll: Duration::from_millis(70),
         ..ManagerOptions::default()
     };
-    let managed: Managed<TestFlight, NoTransport> = Managed::new(
+    let managed: Managed<TestFlight, NoTransport, Arc<dyn TokenStore>> = Managed::new(
         endpoint,
         Arc::new(NoTransport),
         crate::retry::RetryPolicy::never(),
-        Arc::new(MemoryStore::new()),
+        Arc::new(MemoryStore::new()) as Arc<dyn TokenStore>,
         options,
         Seed::Empty,
     )

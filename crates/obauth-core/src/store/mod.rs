@@ -8,9 +8,11 @@
 //! overwrite each other; a lease per key lets one process at a time fetch, so that N
 //! processes sharing a store make one token request.
 //!
-//! The trait is synchronous: the stores obauth ships (memory, SQLite) answer from the local
-//! machine. The async binding calls a store that [may block](TokenStore::may_block) on
-//! tokio's blocking pool, so that a slow disk never stalls the runtime.
+//! [`TokenStore`] is synchronous: memory and SQLite answer from the local machine, and the
+//! async binding calls a store that [may block](TokenStore::may_block) on tokio's blocking
+//! pool, so that a slow disk never stalls the runtime. A store over the network (Redis,
+//! PostgreSQL) has an async client of its own: [`AsyncTokenStore`] is the same contract
+//! with `async` methods, for the async binding. Both faces are runtime-free here.
 
 pub mod codec;
 mod memory;
@@ -325,6 +327,51 @@ pub trait TokenStore: Send + Sync {
     /// on tokio's blocking pool. `true` unless the store only touches memory.
     fn may_block(&self) -> bool {
         true
+    }
+}
+
+/// The async face of [`TokenStore`]: the same contract (compare-and-swap writes, leases,
+/// typed errors, bounded time), for stores whose client is async (Redis on tokio,
+/// PostgreSQL). The async binding awaits these methods in place; a synchronous store is
+/// given to it as a [`TokenStore`] instead.
+#[async_trait::async_trait]
+pub trait AsyncTokenStore: Send + Sync {
+    /// The record under `key`, if any.
+    async fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError>;
+
+    /// Writes `record` under `key` if what is stored meets `expect`; otherwise changes
+    /// nothing and answers [`Cas::Conflict`] with what is stored.
+    async fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, StoreError>;
+
+    /// Takes the lease on `key` for `ttl` from `now` (wall clock), if nobody else holds an
+    /// unexpired one. Taking a lease one already holds renews it.
+    async fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, StoreError>;
+
+    /// Gives the lease on `key` back, if `holder` holds it.
+    async fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError>;
+}
+
+/// What a binding's token manager holds to reach its store: a cheap handle (an `Arc`),
+/// with a memory store for managers given none.
+pub trait StoreHandle: Clone + Send + Sync + 'static {
+    /// A fresh [`MemoryStore`] of the manager's own.
+    fn memory() -> Self;
+}
+
+impl StoreHandle for std::sync::Arc<dyn TokenStore> {
+    fn memory() -> Self {
+        std::sync::Arc::new(MemoryStore::new())
     }
 }
 
