@@ -56,32 +56,81 @@ fn ci() -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    servers()?;
     run("tests", &["test", "--workspace", "--locked"], &[])
+}
+
+/// The servers the tests start for themselves (each on its own port, in its own directory):
+/// installed from Debian's packages when missing and this runs as root, otherwise the exact
+/// command to run.
+fn servers() -> Result<(), String> {
+    let needed: [(&str, &str); 1] = [("redis-server", "redis-server")];
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(binary, _)| {
+            Command::new(binary)
+                .arg("--version")
+                .output()
+                .map_or(true, |output| !output.status.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.starts_with(b"0\n"));
+    let install = format!("apt-get install -y {}", missing.join(" "));
+    if !root {
+        return Err(format!(
+            "the tests need {}: run `sudo apt-get update && sudo {install}`",
+            missing.join(", ")
+        ));
+    }
+    println!("==> installing {} for the tests", missing.join(", "));
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    let mut args = vec!["install", "-y", "-qq"];
+    args.extend(&missing);
+    if apt(&args) || (apt(&["update", "-qq"]) && apt(&args)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{install}` failed: install it by hand and run again"
+        ))
+    }
 }
 
 /// The types and core crates must stay free of HTTP clients and runtimes, and the
 /// blocking binding free of tokio: users choose them for that.
 fn layering() -> Result<(), String> {
     // Every feature on: a feature (sqlite, a TLS choice, a cipher) must not bring one in.
-    let forbidden: [(&str, &[&str]); 4] = [
-        ("obauth-types", &["reqwest", "ureq", "hyper", "tokio"]),
-        ("obauth-core", &["reqwest", "ureq", "hyper", "tokio"]),
-        ("obauth-sqlite", &["reqwest", "ureq", "hyper", "tokio"]),
-        ("obauth-blocking", &["tokio"]),
+    // The Redis store's blocking face alone (what obauth-blocking enables) has no tokio.
+    let all: &[&str] = &["--all-features"];
+    let redis_blocking: &[&str] = &["--no-default-features", "--features", "blocking,ring"];
+    let forbidden: [(&str, &[&str], &[&str]); 5] = [
+        ("obauth-types", all, &["reqwest", "ureq", "hyper", "tokio"]),
+        ("obauth-core", all, &["reqwest", "ureq", "hyper", "tokio"]),
+        ("obauth-sqlite", all, &["reqwest", "ureq", "hyper", "tokio"]),
+        (
+            "obauth-redis",
+            redis_blocking,
+            &["reqwest", "ureq", "hyper", "tokio"],
+        ),
+        ("obauth-blocking", all, &["tokio"]),
     ];
-    for (package, banned) in forbidden {
+    for (package, features, banned) in forbidden {
         let output = Command::new(cargo())
-            .args([
-                "tree",
-                "--locked",
-                "-p",
-                package,
-                "--all-features",
-                "-e",
-                "normal",
-                "--prefix",
-                "none",
-            ])
+            .args(["tree", "--locked", "-p", package])
+            .args(features)
+            .args(["-e", "normal", "--prefix", "none"])
             .output()
             .map_err(|error| format!("cargo tree could not start: {error}"))?;
         if !output.status.success() {
@@ -98,7 +147,7 @@ fn layering() -> Result<(), String> {
         }
     }
     println!(
-        "==> layering: types/core/sqlite free of HTTP clients and runtimes; blocking free of tokio (all features)"
+        "==> layering: types/core/sqlite/redis (blocking) free of HTTP clients and runtimes; blocking free of tokio (all features)"
     );
     Ok(())
 }

@@ -6,88 +6,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use obauth_blocking::core::pkce::Pkce;
+use obauth_blocking::SqliteStore;
 use obauth_blocking::core::store::{StoreKey, TokenStore};
-use obauth_blocking::core::truelayer::Environment;
-use obauth_blocking::core::truelayer::auth_dialog::parse_callback;
-use obauth_blocking::core::truelayer::auth_link::AuthLink;
-use obauth_blocking::core::{BaseUrl, OsRandom, random};
-use obauth_blocking::types::truelayer::Scope;
-use obauth_blocking::types::{ClientSecret, Scopes};
-use obauth_blocking::{SqliteStore, TrueLayerClient, UserTokens};
 use obauth_mock::{Endpoint, Fault, MockServer};
 
-const BINDINGS: [&str; 2] = ["blocking", "async"];
+mod common;
 
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "obauth-processes-{}-{name}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn db(&self) -> String {
-        self.0.join("tokens.db").display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn worker(binding: &str, mock: &MockServer, db: &str, extra: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_token-worker"));
-    command
-        .args([
-            "--binding",
-            binding,
-            "--store",
-            db,
-            "--base",
-            &mock.base_url(),
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// The tokens a finished worker printed; panics with its output if any caller failed.
-fn tokens(output: Output) -> Vec<String> {
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "worker failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-        .lines()
-        .map(|line| line.strip_prefix("ok ").unwrap().to_owned())
-        .collect()
-}
-
-fn run(command: &mut Command) -> Output {
-    command.output().unwrap()
-}
+use common::{BINDINGS, TempDir, connect, run, tokens, worker};
 
 #[test]
 fn two_processes_one_after_the_other_make_one_token_request() {
@@ -175,41 +104,12 @@ fn a_process_killed_while_holding_the_lease_is_taken_over_when_the_lease_runs_ou
     }
 }
 
-/// Links, consents and exchanges a code on the mock; saves the connection as `alice`.
-fn connect(mock: &MockServer, db: &str) {
-    let client = TrueLayerClient::builder(
-        Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
-        obauth_mock::TRUELAYER_CLIENT_ID,
-    )
-    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
-    .build()
-    .unwrap();
-    let pkce = Pkce::generate(&mut OsRandom).unwrap();
-    let state = random::new_state(&mut OsRandom).unwrap();
-    let scopes = Scopes::from([Scope::Info, Scope::Accounts, Scope::OfflineAccess]);
-    let redirect = obauth_mock::TRUELAYER_REDIRECT_URI;
-    let link = client
-        .create_auth_link(
-            AuthLink::new("ob-transferwise", scopes, redirect, "consent-1")
-                .state(&state)
-                .pkce(&pkce),
-        )
-        .unwrap();
-    let callback = parse_callback(&mock.approve(&link).unwrap(), &state).unwrap();
-    let requested_at = SystemTime::now();
-    let token = client
-        .exchange_code(callback.code, redirect, Some(pkce.verifier().clone()))
-        .unwrap();
-    let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open(db).unwrap());
-    UserTokens::from_token_response(&client, "alice", &token, requested_at, store).unwrap();
-}
-
 #[test]
 fn a_process_killed_right_after_writing_a_rotated_refresh_token_loses_nothing() {
     for binding in BINDINGS {
         let mock = MockServer::start();
         let dir = TempDir::new("rotation");
-        connect(&mock, &dir.db());
+        connect(&mock, Arc::new(SqliteStore::open(dir.db()).unwrap()));
         let refresh = ["--mode", "user", "--connection", "alice", "--refresh"];
         // A short deadline: the victim dies holding the lease, which others wait out.
         let mut args = refresh.to_vec();

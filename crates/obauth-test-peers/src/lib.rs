@@ -171,3 +171,183 @@ impl Drop for OidcProvider {
         let _ = std::fs::remove_file(&self.config);
     }
 }
+
+/// A `redis-server` of the test's own: loopback, an ephemeral port, a temporary directory
+/// (its data and append-only files), removed when dropped. Killed, paused and restarted on
+/// the same port by the fault tests.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    dir: PathBuf,
+    port: u16,
+    append_only: bool,
+}
+
+/// What `RedisServer::start` says when the machine has no `redis-server`.
+const NO_REDIS: &str = "redis-server is not installed: `apt-get install redis-server` \
+                        (the README's test command installs it when run as root)";
+
+impl RedisServer {
+    /// Starts a server that keeps nothing on disk (no snapshots, no append-only file).
+    pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// Starts a server with the append-only file on and `appendfsync always`: every write
+    /// it acknowledged survives a SIGKILL, as user tokens need.
+    pub fn start_durable() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(append_only: bool) -> Result<Self, String> {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "obauth-redis-{}-{count}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut last = String::new();
+        // The port is found free, then bound by redis: another process may take it in
+        // between, so a few tries.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map_err(|e| e.to_string())?
+                .port();
+            let mut server = Self {
+                child: None,
+                dir: dir.clone(),
+                port,
+                append_only,
+            };
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(error) if error == NO_REDIS => return Err(error),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--save", "", "--daemonize", "no", "--protected-mode", "yes"])
+            .args(["--logfile", "redis.log"]);
+        if self.append_only {
+            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            command.args(["--appendonly", "no"]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|error| match error.kind() {
+                std::io::ErrorKind::NotFound => NO_REDIS.to_owned(),
+                _ => format!("redis-server could not start: {error}"),
+            })?;
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.ping() {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "redis-server exited ({status}) on port {}: see {}",
+                    self.port,
+                    self.dir.join("redis.log").display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        Err(format!(
+            "redis-server did not answer PING within 10 s on port {}",
+            self.port
+        ))
+    }
+
+    /// Whether the server answers `PING` now.
+    pub fn ping(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_millis(200),
+        ) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut answer = [0; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server with SIGKILL: no shutdown, no final save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and directory: with the append-only file on, it
+    /// loads what it had acknowledged.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        self.spawn()
+    }
+
+    /// Starts it again on the same port with nothing: its files are deleted first.
+    pub fn restart_empty(&mut self) -> Result<(), String> {
+        self.kill();
+        for entry in std::fs::read_dir(&self.dir)
+            .map_err(|e| e.to_string())?
+            .flatten()
+        {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+        self.spawn()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
