@@ -45,14 +45,17 @@ pub(crate) struct Global {
     /// `text` for people, `json` for scripts (exactly the parsed response on stdout).
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub(crate) output: Output,
-    /// Where tokens are kept between runs: `memory` (nothing written anywhere) or
-    /// `sqlite:PATH` (a file shared by every process of this host, created mode 0600).
+    /// Where tokens are kept between runs: `memory` (nothing written anywhere),
+    /// `sqlite:PATH` (a file shared by every process of this host, created mode 0600) or
+    /// `redis://[user:password@]host[:port][/db]` / `rediss://…` (shared by every host
+    /// that reaches that Redis; give a password through OBAUTH_TOKEN_STORE, not here).
     /// Records are sealed with the key in OBAUTH_TOKEN_STORE_KEY or --token-store-key-file
     /// (32 bytes, base64; `obauth store-key` makes one).
     #[arg(
         long,
         global = true,
         env = "OBAUTH_TOKEN_STORE",
+        hide_env_values = true,
         default_value = "memory",
         value_name = "STORE"
     )]

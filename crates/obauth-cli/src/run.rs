@@ -19,8 +19,8 @@ use obauth_blocking::types::{
     AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, Scopes, worldline,
 };
 use obauth_blocking::{
-    Error, SealingKey, SqliteStore, Timeouts, TokenSource, TokenStore, TrueLayerClient, UserTokens,
-    WorldlineClient,
+    Error, RedisStore, SealingKey, SqliteStore, Timeouts, TokenSource, TokenStore, TrueLayerClient,
+    UserTokens, WorldlineClient,
 };
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -466,12 +466,21 @@ fn token_store(global: &Global) -> Result<Option<Arc<dyn TokenStore>>, Problem> 
             )),
             None => Ok(None),
         },
+        spec if spec.starts_with("redis://") || spec.starts_with("rediss://") => {
+            warn_if_password_on_argv(spec);
+            let store = match key {
+                Some(key) => RedisStore::open_sealed(spec, key),
+                None => RedisStore::open(spec),
+            }
+            .map_err(Error::Store)?;
+            Ok(Some(Arc::new(store)))
+        }
         spec => {
             let path = spec.strip_prefix("sqlite:").filter(|path| !path.is_empty());
             let Some(path) = path else {
                 // Not echoed: a store URL may carry a password.
                 return Err(Problem::Usage(
-                    "--token-store must be `memory` or `sqlite:PATH`".into(),
+                    "--token-store must be `memory`, `sqlite:PATH` or `redis://…`".into(),
                 ));
             };
             let store = match key {
@@ -481,6 +490,21 @@ fn token_store(global: &Global) -> Result<Option<Arc<dyn TokenStore>>, Problem> 
             .map_err(Error::Store)?;
             Ok(Some(Arc::new(store)))
         }
+    }
+}
+
+/// A Redis URL with a password typed on the command line is visible to every user of the
+/// host (`ps`, `/proc/PID/cmdline`): say so, once.
+fn warn_if_password_on_argv(url: &str) {
+    let has_password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .is_some_and(|authority| authority.contains('@'));
+    if has_password && std::env::args().any(|arg| arg.contains(url)) {
+        complain!(
+            "obauth: warning: the --token-store URL carries a password on the command line, \
+             where other users of this host can read it; set OBAUTH_TOKEN_STORE instead"
+        );
     }
 }
 
@@ -502,7 +526,9 @@ fn sealing_key(global: &Global) -> Result<Option<SealingKey>, Problem> {
 }
 
 fn needs_a_store() -> Problem {
-    Problem::Usage("saving a connection needs a durable --token-store (e.g. sqlite:PATH)".into())
+    Problem::Usage(
+        "saving a connection needs a durable --token-store (sqlite:PATH or redis://…)".into(),
+    )
 }
 
 /// A token a manager served: the token, and how long it is still served.

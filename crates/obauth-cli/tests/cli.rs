@@ -992,10 +992,82 @@ fn a_saved_connection_is_refreshed_by_name_and_keeps_its_rotated_token() {
 }
 
 #[test]
+fn client_credentials_with_a_redis_store_are_shared_and_its_password_kept_quiet() {
+    let redis = obauth_test_peers::RedisServer::start().unwrap();
+    let mock = MockServer::start();
+    let first = json(&tl_stored(&mock, &redis.url(), &[], &CREDENTIALS));
+    let second = json(&tl_stored(&mock, &redis.url(), &[], &CREDENTIALS));
+    assert_eq!(first["access_token"], second["access_token"]);
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 1);
+
+    // A password on the command line works, and is warned about without being shown.
+    let status = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "CONFIG",
+            "SET",
+            "requirepass",
+            "hunter2",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let with_password = format!("redis://:hunter2@127.0.0.1:{}/0", redis.port());
+    let output = tl_stored(&mock, &with_password, &[], &CREDENTIALS);
+    assert_eq!(json(&output)["access_token"], first["access_token"]);
+    let text = stderr(&output);
+    assert!(text.contains("password on the command line"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // Through the environment: no warning.
+    let output = obauth_env(
+        &[
+            "--base-url",
+            &mock.base_url(),
+            "--client-id",
+            obauth_mock::TRUELAYER_CLIENT_ID,
+            "--client-secret",
+            obauth_mock::TRUELAYER_CLIENT_SECRET,
+            "truelayer",
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+        ],
+        &[("OBAUTH_TOKEN_STORE", &with_password)],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
+    // --help does not show the variable's value.
+    let help = obauth_env(&["--help"], &[("OBAUTH_TOKEN_STORE", &with_password)]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
+
+    // The wrong password: a store error naming the server, not the password.
+    let wrong = format!("redis://:hunter3@127.0.0.1:{}/0", redis.port());
+    let output = tl_stored(&mock, &wrong, &[], &CREDENTIALS);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("127.0.0.1:{}", redis.port())),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("hunter3"), "{}", stderr(&output));
+    // Nobody there: an application token is fetched all the same.
+    let before = mock.requests(obauth_mock::Endpoint::TrueLayerToken);
+    let output = tl_stored(&mock, "redis://127.0.0.1:1/0", &[], &CREDENTIALS);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        mock.requests(obauth_mock::Endpoint::TrueLayerToken),
+        before + 1
+    );
+}
+
+#[test]
 fn token_store_mistakes_are_usage_errors() {
     let mock = MockServer::start();
     let dir = TempDir::new("mistakes");
-    let secretish = "redis://:hunter2@127.0.0.1:1/0";
+    let secretish = "postgres://:hunter2@127.0.0.1:1/0";
     let output = tl_stored(&mock, secretish, &[], &CREDENTIALS);
     assert_eq!(output.status.code(), Some(2));
     assert!(!stderr(&output).contains("hunter2"), "{}", stderr(&output));
