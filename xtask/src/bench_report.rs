@@ -108,16 +108,18 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
         number_after(&text, "\"cached_read\"", &format!("\"{field}\":"))
             .ok_or_else(|| format!("no cached_read.{field} in {}", path.display()))
     };
-    let (read_blocking, read_async, read_sqlite, floor) = (
+    let (read_blocking, read_async, read_sqlite, read_redis, floor) = (
         read("blocking_ns")?,
         read("async_ns")?,
         read("sqlite_ns")?,
+        read("redis_ns")?,
         read("floor_ns")?,
     );
-    let (ratio_blocking, ratio_async, ratio_sqlite) = (
+    let (ratio_blocking, ratio_async, ratio_sqlite, ratio_redis) = (
         read("blocking_ratio")?,
         read("async_ratio")?,
         read("sqlite_ratio")?,
+        read("redis_ratio")?,
     );
     let store = |object: &str, field: &str| -> Result<f64, String> {
         let path = root.join("target/obauth-bench/stores.json");
@@ -135,6 +137,24 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
     let (cold_requests, cold_tokens) = (
         store("cold_start", "requests")?,
         store("cold_start", "distinct_tokens")?,
+    );
+    let (redis_first_ob, redis_first_bare, redis_first_ratio) = (
+        store("redis_first_read", "obauth_ns")?,
+        store("redis_first_read", "reference_ns")?,
+        store("redis_first_read", "ratio")?,
+    );
+    let (redis_cold_requests, redis_cold_tokens) = (
+        store("redis_cold_start", "requests")?,
+        store("redis_cold_start", "distinct_tokens")?,
+    );
+    let storm = |field: &str| store("refresh_storm", field);
+    let (storm_asked, storm_requests, storm_refused, storm_reuses, storm_revoked, storm_seconds) = (
+        storm("refreshes_asked")?,
+        storm("refresh_requests")?,
+        storm("refused")?,
+        storm("reuses")?,
+        storm("revoked_grants")?,
+        storm("seconds")?,
     );
     let soak_field = |field: &str| store("soak", field);
     let (soak_seconds, soak_reads, soak_errors, soak_requests, soak_expected) = (
@@ -222,6 +242,14 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
             met: Some(ratio_sqlite <= 1.3),
         },
         Row {
+            what: "4e. Cached token read, blocking TokenSource (Redis store), 1 thread (vs the floor)",
+            obauth: time(read_redis),
+            reference: format!("{} floor", time(floor)),
+            ratio: format!("{ratio_redis:.2}×"),
+            goal: "≤ 1.3× the floor",
+            met: Some(ratio_redis <= 1.3),
+        },
+        Row {
             what: "4c. Cached token read, 2 threads: throughput vs 1 thread",
             obauth: format!("{:.1} M reads/s on 2 threads", two_threads / 1e6),
             reference: format!("{:.1} M reads/s on 1 thread", one_thread / 1e6),
@@ -286,6 +314,37 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
             met: Some(cold_requests == 1.0 && cold_tokens == 1.0),
         },
         Row {
+            what: "8b. First access_token() of a process, served from Redis: read + adopt (vs a bare HMGET of the record on a redis connection)",
+            obauth: time(redis_first_ob),
+            reference: time(redis_first_bare),
+            ratio: format!("{redis_first_ratio:.2}×"),
+            goal: "≤ 1.5×",
+            met: Some(redis_first_ratio <= 1.5),
+        },
+        Row {
+            what: "9b. Cold start, 8 processes × 50 callers on one Redis: token requests",
+            obauth: format!("{redis_cold_requests:.0} request(s), {redis_cold_tokens:.0} token(s)"),
+            reference: "—".into(),
+            ratio: "—".into(),
+            goal: "exactly one request",
+            met: Some(redis_cold_requests == 1.0 && redis_cold_tokens == 1.0),
+        },
+        Row {
+            what: "9c. Refresh storm, 8 processes × 20 refreshes of one connection on Redis, mock with reuse detection: refresh requests",
+            obauth: format!(
+                "{storm_requests:.0} requests in {storm_seconds:.2} s; {storm_refused:.0} refused, {storm_reuses:.0} reuses, {storm_revoked:.0} grants revoked"
+            ),
+            reference: format!("{storm_asked:.0} refreshes asked"),
+            ratio: "—".into(),
+            goal: "requests = refreshes; none refused",
+            met: Some(
+                storm_requests == storm_asked
+                    && storm_refused == 0.0
+                    && storm_reuses == 0.0
+                    && storm_revoked == 0.0,
+            ),
+        },
+        Row {
             what: "10. Load held: 1,000 async tasks + 2 threads reading through SQLite-backed sources, 2 s tokens",
             obauth: format!(
                 "{soak_seconds:.0} s, {:.0} M reads, {soak_errors:.0} errors, {soak_requests:.0} token requests; read p50 {} / p99 {} / max {}",
@@ -309,7 +368,7 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
          of obauth and of the reference alternate ({paired_rounds:.0} rounds, order swapped \
          each round) and the ratio is the median of the per-round ratios, so that the drifts \
          of a shared machine hit both sides alike; the times are the medians per call. Row 4 \
-         runs {read_rounds:.0} rounds: 4a, 4b and 4d are blocks of {} reads, each against the \
+         runs {read_rounds:.0} rounds: 4a, 4b, 4d and 4e are blocks of {} reads, each against the \
          floor on the same thread with the same heap placement, in swapped order every other \
          round, the ratio being the median of the per-round ratios; 4c and 4c′ count the reads per second of two \
          threads, each alone and then both together, over {read_window:.0} ms windows with \

@@ -422,7 +422,8 @@ fn blocking_source(base: &str) -> obauth_blocking::TokenSource {
 }
 
 /// Row 4: a cached token read, measured by hand in rounds: the blocking read, the async
-/// read and the blocking read of a SQLite-backed source, each against the floor
+/// read and the blocking reads of a SQLite-backed and a Redis-backed source, each against
+/// the floor
 /// ([`floor_read`]) on the same thread, then the throughput of one thread and of two, on
 /// one shared source (4c) and on a source of each thread's own (4c′, the same code with
 /// nothing shared). Every measuring thread starts with its heap shifted (see
@@ -436,6 +437,11 @@ fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
         obauth_blocking::SqliteStore::open(store_dir.join("tokens.db")).unwrap(),
     ));
     sqlite.access_token().unwrap();
+    let redis_server = obauth_test_peers::RedisServer::start().unwrap();
+    let redis = blocking_source(base).with_store(Arc::new(
+        obauth_blocking::RedisStore::open(&redis_server.url()).unwrap(),
+    ));
+    redis.access_token().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -462,15 +468,18 @@ fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
     let read_sqlite = || {
         black_box(sqlite.access_token().unwrap());
     };
+    let read_redis = || {
+        black_box(redis.access_token().unwrap());
+    };
     let read_shared = |_thread: usize| {
         black_box(shared.access_token().unwrap());
     };
     let read_own = |thread: usize| {
         black_box(own[thread].access_token().unwrap());
     };
-    let reads: [&(dyn Fn() + Sync); 3] = [&read_blocking, &read_async, &read_sqlite];
-    let mut times: [Vec<f64>; 3] = Default::default();
-    let mut ratios: [Vec<f64>; 3] = Default::default();
+    let reads: [&(dyn Fn() + Sync); 4] = [&read_blocking, &read_async, &read_sqlite, &read_redis];
+    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut ratios: [Vec<f64>; 4] = Default::default();
     let mut floors = Vec::new();
     let (mut one, mut two, mut scalings, mut control_ratios) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -505,8 +514,8 @@ fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
         control_ratios.push(control);
     }
     let _ = std::fs::remove_dir_all(&store_dir);
-    let [blocking_ns, async_ns, sqlite_ns] = times.map(median_f64);
-    let [blocking_ratio, async_ratio, sqlite_ratio] = ratios.map(median_f64);
+    let [blocking_ns, async_ns, sqlite_ns, redis_ns] = times.map(median_f64);
+    let [blocking_ratio, async_ratio, sqlite_ratio, redis_ratio] = ratios.map(median_f64);
     serde_json::json!({
         "rounds": settings.rounds,
         "block": settings.block,
@@ -515,9 +524,11 @@ fn cached_read(base: &str, settings: &ReadSettings) -> serde_json::Value {
         "blocking_ns": blocking_ns,
         "async_ns": async_ns,
         "sqlite_ns": sqlite_ns,
+        "redis_ns": redis_ns,
         "blocking_ratio": blocking_ratio,
         "async_ratio": async_ratio,
         "sqlite_ratio": sqlite_ratio,
+        "redis_ratio": redis_ratio,
         "one_thread_per_s": median_f64(one),
         "two_threads_per_s": median_f64(two),
         "scaling": median_f64(scalings),

@@ -5,6 +5,11 @@
 //!   same record, opened the same way, paired in the same run;
 //! * how many token requests four processes of fifty callers make on a cold SQLite file
 //!   (the processes are this binary, started again with `--cold-start-worker`);
+//! * the same first read served from Redis, against a bare `HMGET` of the record on a
+//!   connection of the same kind (one round trip each);
+//! * how many token requests eight processes of fifty callers make on a cold Redis key, and
+//!   how many refresh requests eight processes make refreshing one user connection twenty
+//!   times each against obauth-mock with refresh-token reuse detection on;
 //! * a soak: 1,000 async tasks and two threads reading continuously through SQLite-backed
 //!   sources while obauth-mock issues 2-second tokens: errors, token requests against the
 //!   number the expiry policy implies, and the read latency's p50/p99/max.
@@ -23,16 +28,23 @@ use std::time::{Duration, Instant, SystemTime};
 use obauth_blocking::core::BaseUrl;
 use obauth_blocking::core::expiry::ExpiryPolicy;
 use obauth_blocking::core::truelayer::Environment;
+use obauth_blocking::core::truelayer::auth_dialog::parse_callback;
+use obauth_blocking::core::truelayer::auth_link::AuthLink;
 use obauth_blocking::types::truelayer::Scope;
 use obauth_blocking::types::{ClientSecret, Scopes};
-use obauth_blocking::{SqliteStore, TokenStore};
+use obauth_blocking::{RedisStore, SqliteStore, TokenStore};
 use obauth_mock::{Endpoint, MockServer};
+use obauth_test_peers::RedisServer;
 use rusqlite::{Connection, OpenFlags};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|arg| arg == "--cold-start-worker") {
         cold_start_worker(&args[at + 1], &args[at + 2]);
+        return;
+    }
+    if let Some(at) = args.iter().position(|arg| arg == "--storm-worker") {
+        storm_worker(&args[at + 1], &args[at + 2]);
         return;
     }
     // A smoke run: `cargo bench -- --test`, or `cargo test --benches` (which, unlike
@@ -43,7 +55,18 @@ fn main() {
     let base = format!("http://{addr}");
 
     let first_read = first_read(&base, &dir.0, if smoke { 3 } else { 41 });
-    let cold_start = cold_start(&base, &dir.0);
+    let path = dir.0.join("cold-start.db");
+    let sqlite_cold_start = cold_start(&base, path.to_str().unwrap(), 4);
+    let redis = RedisServer::start().unwrap();
+    let redis_first_read = redis_first_read(&base, &redis.url(), if smoke { 3 } else { 101 });
+    // Cold: the first read above left the token in Redis.
+    let mut flush = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("FLUSHALL").query(&mut flush).unwrap();
+    let redis_cold_start = cold_start(&base, &redis.url(), 8);
+    let refresh_storm = refresh_storm(&redis.url());
     let soak = soak(
         &dir.0,
         if smoke {
@@ -55,7 +78,10 @@ fn main() {
 
     let out = serde_json::json!({
         "first_read": first_read,
-        "cold_start": cold_start,
+        "cold_start": sqlite_cold_start,
+        "redis_first_read": redis_first_read,
+        "redis_cold_start": redis_cold_start,
+        "refresh_storm": refresh_storm,
         "soak": soak,
     });
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/obauth-bench");
@@ -179,15 +205,15 @@ fn first_read(base: &str, dir: &Path, rounds: usize) -> serde_json::Value {
     })
 }
 
-/// Four copies of this binary, fifty callers each, on one cold file.
-fn cold_start(base: &str, dir: &Path) -> serde_json::Value {
-    let path = dir.join("cold-start.db");
+/// `processes` copies of this binary, fifty callers each, on one cold store (a SQLite path
+/// or a Redis URL).
+fn cold_start(base: &str, store: &str, processes: usize) -> serde_json::Value {
     let exe = std::env::current_exe().unwrap();
     let before = obauth_bench::requests();
-    let children: Vec<_> = (0..4)
+    let children: Vec<_> = (0..processes)
         .map(|_| {
             Command::new(&exe)
-                .args(["--cold-start-worker", path.to_str().unwrap(), base])
+                .args(["--cold-start-worker", store, base])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
                 .spawn()
@@ -205,22 +231,28 @@ fn cold_start(base: &str, dir: &Path) -> serde_json::Value {
                 .map(str::to_owned),
         );
     }
-    assert_eq!(tokens.len(), 200);
+    assert_eq!(tokens.len(), 50 * processes);
     tokens.dedup();
     serde_json::json!({
-        "processes": 4,
-        "callers": 200,
+        "processes": processes,
+        "callers": 50 * processes,
         "distinct_tokens": tokens.len(),
         "requests": obauth_bench::requests() - before,
     })
 }
 
+/// A store from its spec: a Redis URL, or a SQLite path.
+fn open_store(spec: &str) -> Arc<dyn TokenStore> {
+    if spec.starts_with("redis://") {
+        Arc::new(RedisStore::open(spec).unwrap())
+    } else {
+        Arc::new(SqliteStore::open(spec).unwrap())
+    }
+}
+
 /// One of the cold-start processes: fifty threads asking at once.
-fn cold_start_worker(path: &str, base: &str) {
-    let source = blocking_source(
-        blocking_client(base),
-        Arc::new(SqliteStore::open(path).unwrap()),
-    );
+fn cold_start_worker(store: &str, base: &str) {
+    let source = blocking_source(blocking_client(base), open_store(store));
     let barrier = std::sync::Barrier::new(50);
     let tokens: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..50)
@@ -235,6 +267,139 @@ fn cold_start_worker(path: &str, base: &str) {
     });
     for token in tokens {
         println!("{}", &token[..token.len().min(64)]);
+    }
+}
+
+/// The first read of a process served from Redis, paired against a bare `HMGET` of the
+/// record. Both sides use a connection already made (the store's pooled one; a redis
+/// connection of the same kind for the reference): one round trip each.
+fn redis_first_read(base: &str, url: &str, rounds: usize) -> serde_json::Value {
+    let client = blocking_client(base);
+    let store: Arc<dyn TokenStore> = Arc::new(RedisStore::open(url).unwrap());
+    let writer = blocking_source(client.clone(), Arc::clone(&store));
+    writer.access_token().unwrap();
+    let name = format!("obauth:record:{}", writer.key().as_str());
+    let mut connection = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let before = obauth_bench::requests();
+    let ours = || {
+        let source = blocking_source(client.clone(), Arc::clone(&store));
+        black_box(source.access_token().unwrap());
+    };
+    let mut bare = || {
+        let record: (Option<u64>, Option<Vec<u8>>) = redis::cmd("HMGET")
+            .arg(&name)
+            .arg("v")
+            .arg("r")
+            .query(&mut connection)
+            .unwrap();
+        black_box(record);
+    };
+    // Warm both.
+    ours();
+    bare();
+    let (mut ours_ns, mut bare_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let time = |f: &mut dyn FnMut()| {
+            let began = Instant::now();
+            f();
+            began.elapsed()
+        };
+        let (a, b) = if round % 2 == 0 {
+            let a = time(&mut || ours());
+            (a, time(&mut bare))
+        } else {
+            let b = time(&mut bare);
+            (time(&mut || ours()), b)
+        };
+        ratios.push(a.as_secs_f64() / b.as_secs_f64());
+        ours_ns.push(a.as_nanos() as f64);
+        bare_ns.push(b.as_nanos() as f64);
+    }
+    assert_eq!(
+        obauth_bench::requests(),
+        before,
+        "every first read was served from Redis"
+    );
+    serde_json::json!({
+        "rounds": rounds,
+        "obauth_ns": median(ours_ns),
+        "reference_ns": median(bare_ns),
+        "ratio": median(ratios),
+    })
+}
+
+/// Eight copies of this binary refresh one user connection twenty times each, on Redis,
+/// against obauth-mock with refresh-token reuse detection on.
+fn refresh_storm(url: &str) -> serde_json::Value {
+    let mock = MockServer::start();
+    mock.set_refresh_token_reuse_detection(true);
+    let client = obauth_blocking::TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+    .build()
+    .unwrap();
+    let scopes = Scopes::from([Scope::Info, Scope::Accounts, Scope::OfflineAccess]);
+    let redirect = obauth_mock::TRUELAYER_REDIRECT_URI;
+    let state = "storm-state";
+    let link = client
+        .create_auth_link(AuthLink::new("ob-transferwise", scopes, redirect, "c-1").state(state))
+        .unwrap();
+    let callback = parse_callback(&mock.approve(&link).unwrap(), state).unwrap();
+    let requested_at = SystemTime::now();
+    let answer = client.exchange_code(callback.code, redirect, None).unwrap();
+    let store: Arc<dyn TokenStore> = Arc::new(RedisStore::open(url).unwrap());
+    obauth_blocking::UserTokens::from_token_response(
+        &client,
+        "storm",
+        &answer,
+        requested_at,
+        store,
+    )
+    .unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let began = Instant::now();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(&exe)
+                .args(["--storm-worker", url, &mock.base_url()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "a storm worker failed");
+    }
+    serde_json::json!({
+        "processes": 8,
+        "refreshes_asked": 8 * STORM_REFRESHES,
+        "refresh_requests": mock.successful_refreshes() + mock.refused_refreshes(),
+        "refused": mock.refused_refreshes(),
+        "reuses": mock.refresh_token_reuses(),
+        "revoked_grants": mock.revoked_grants(),
+        "seconds": began.elapsed().as_secs_f64(),
+    })
+}
+
+/// Refreshes per storm process.
+const STORM_REFRESHES: usize = 20;
+
+/// One of the storm processes: refreshes the connection, one refresh after another.
+fn storm_worker(url: &str, base: &str) {
+    let client = obauth_blocking::TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(base).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+    .build()
+    .unwrap();
+    let tokens = obauth_blocking::UserTokens::open(&client, "storm", open_store(url)).unwrap();
+    for _ in 0..STORM_REFRESHES {
+        tokens.refresh_now().unwrap();
     }
 }
 
