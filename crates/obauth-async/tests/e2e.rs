@@ -2103,3 +2103,89 @@ async fn a_forced_refresh_whose_write_was_refused_is_not_repeated_by_the_next_ca
     );
     client.create_debug_id(access).await.unwrap();
 }
+
+/// A store with an async face: a memory store behind async methods, noting the thread each
+/// call ran on and what it was asked.
+#[derive(Default)]
+struct AsyncMemory {
+    inner: MemoryStore,
+    threads: Mutex<Vec<std::thread::ThreadId>>,
+    calls: Mutex<Vec<&'static str>>,
+}
+
+impl AsyncMemory {
+    fn note(&self, call: &'static str) {
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+#[async_trait]
+impl obauth_async::AsyncTokenStore for AsyncMemory {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
+        self.note("load");
+        tokio::task::yield_now().await;
+        TokenStore::load(&self.inner, key)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, StoreError> {
+        self.note("cas");
+        TokenStore::compare_and_swap(&self.inner, key, expect, record)
+    }
+
+    async fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, StoreError> {
+        self.note("lease");
+        TokenStore::try_lease(&self.inner, key, holder, ttl, now)
+    }
+
+    async fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
+        self.note("release");
+        TokenStore::release(&self.inner, key, holder)
+    }
+}
+
+#[test]
+fn an_async_store_is_awaited_in_place_and_shared_by_its_managers() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mock = MockServer::start();
+        let store = Arc::new(AsyncMemory::default());
+        let handle = obauth_async::Store::from_async(store.clone());
+        let first = TokenSource::truelayer(truelayer(&mock), Scopes::from([Scope::Payments]))
+            .with_store(handle.clone());
+        let token = first.access_token().await.unwrap();
+        assert_eq!(
+            *store.calls.lock().unwrap(),
+            ["load", "lease", "load", "cas", "release"],
+            "read, lease, read again under the lease, write, give the lease back"
+        );
+        // Awaited on the caller's runtime thread, not on the blocking pool.
+        let here = std::thread::current().id();
+        assert!(store.threads.lock().unwrap().iter().all(|id| *id == here));
+        // A second manager on the same store adopts the token: no second request.
+        let second = TokenSource::truelayer(truelayer(&mock), Scopes::from([Scope::Payments]))
+            .with_store(handle);
+        assert_eq!(
+            second.access_token().await.unwrap().expose_secret(),
+            token.expose_secret()
+        );
+        assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    });
+}

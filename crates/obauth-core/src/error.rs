@@ -145,6 +145,14 @@ impl From<InvalidInput> for Error {
     }
 }
 
+impl From<StoreError> for Error {
+    /// A store that failed to open (or any store call made by hand), as the error the
+    /// clients and token managers return.
+    fn from(store: StoreError) -> Self {
+        Error::Store(store)
+    }
+}
+
 impl From<SigningError> for Error {
     fn from(signing: SigningError) -> Self {
         Error::Signing(signing)
