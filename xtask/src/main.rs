@@ -114,7 +114,7 @@ fn layering() -> Result<(), String> {
     // Every feature on: a feature (sqlite, a TLS choice, a cipher) must not bring one in.
     // The Redis store's blocking face alone (what obauth-blocking enables) has no tokio.
     let all: &[&str] = &["--all-features"];
-    let redis_blocking: &[&str] = &["--no-default-features", "--features", "blocking,ring"];
+    let redis_blocking: &[&str] = &["--no-default-features", "--features", "blocking,ring,tls"];
     let forbidden: [(&str, &[&str], &[&str]); 5] = [
         ("obauth-types", all, &["reqwest", "ureq", "hyper", "tokio"]),
         ("obauth-core", all, &["reqwest", "ureq", "hyper", "tokio"]),

@@ -52,6 +52,19 @@ impl RedisStore {
         }
     }
 
+    /// Trusts the PEM certificate(s) in `pem` for `rediss://` (a private CA) instead of the
+    /// platform's root certificates. The server's name or address is checked against its
+    /// certificate either way.
+    pub fn with_root_certificate(mut self, pem: &[u8]) -> Result<Self, StoreError> {
+        self.settings.set_root_certificate(pem)?;
+        // Connections made before trusted something else.
+        self.idle
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(self)
+    }
+
     /// How long one call may take (connecting, sending, reading) before it fails as
     /// unavailable: above zero and at most [`MAX_TIMEOUT`](crate::MAX_TIMEOUT); default
     /// [`DEFAULT_TIMEOUT`](crate::DEFAULT_TIMEOUT).

@@ -82,6 +82,8 @@ return 0
 #[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) client: redis::Client,
+    /// The URL as given, password and all: only to build the client again.
+    url: Zeroizing<String>,
     /// The URL without its password, for `Debug` and errors.
     pub(crate) shown: String,
     pub(crate) prefix: String,
@@ -103,29 +105,22 @@ impl fmt::Debug for Settings {
 impl Settings {
     pub(crate) fn new(url: &str, sealing: Option<SealingKey>) -> Result<Self, StoreError> {
         let shown = without_password(url);
-        let scheme_ok = ["redis://", "rediss://", "unix://", "redis+unix://"]
-            .iter()
-            .any(|scheme| url.starts_with(scheme));
-        // redis's own parse errors may quote the URL, password and all: not passed on.
-        let client = scheme_ok
-            .then(|| redis::Client::open(url).ok())
-            .flatten()
-            .ok_or_else(|| {
-                StoreError::new(
-                    StoreErrorKind::Other,
-                    format!(
-                        "the Redis URL {shown} is not valid: expected \
-                         redis://[user[:password]@]host[:port][/db] or rediss://…"
-                    ),
-                )
-            })?;
+        let client = client(url, &shown, None)?;
         Ok(Self {
             client,
+            url: Zeroizing::new(url.to_owned()),
             shown,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             sealing,
         })
+    }
+
+    /// Trusts `pem` (one or more certificates) for `rediss://` instead of the platform's
+    /// root certificates.
+    pub(crate) fn set_root_certificate(&mut self, pem: &[u8]) -> Result<(), StoreError> {
+        self.client = client(&self.url, &self.shown, Some(pem))?;
+        Ok(())
     }
 
     pub(crate) fn set_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
@@ -246,6 +241,91 @@ impl Settings {
             ),
         )
     }
+}
+
+/// A client for `url`, trusting `root` for TLS if given.
+fn client(url: &str, shown: &str, root: Option<&[u8]>) -> Result<redis::Client, StoreError> {
+    let invalid = || {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!(
+                "the Redis URL {shown} is not valid: expected \
+                 redis://[user[:password]@]host[:port][/db] or rediss://…"
+            ),
+        )
+    };
+    let tls = url.starts_with("rediss://");
+    if !tls && !url.starts_with("redis://") {
+        return Err(invalid());
+    }
+    if tls {
+        return tls_client(url, root, invalid);
+    }
+    if root.is_some() {
+        return Err(StoreError::new(
+            StoreErrorKind::Other,
+            format!("a root certificate was given for {shown}, which is not rediss:// (TLS)"),
+        ));
+    }
+    // redis's own parse errors may quote the URL, password and all: not passed on.
+    redis::Client::open(url).map_err(|_| invalid())
+}
+
+#[cfg(feature = "tls")]
+fn tls_client(
+    url: &str,
+    root: Option<&[u8]>,
+    invalid: impl Fn() -> StoreError,
+) -> Result<redis::Client, StoreError> {
+    ensure_crypto_provider();
+    // redis's own parse errors may quote the URL, password and all: not passed on.
+    let plain = redis::Client::open(url).map_err(|_| invalid())?;
+    let Some(pem) = root else {
+        return Ok(plain);
+    };
+    // The URL parsed: what fails now is the certificate.
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
+        },
+    )
+    .map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            "the root certificate for Redis is not a PEM certificate",
+        )
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(
+    _: &str,
+    _: Option<&[u8]>,
+    _: impl Fn() -> StoreError,
+) -> Result<redis::Client, StoreError> {
+    Err(StoreError::new(
+        StoreErrorKind::Other,
+        "rediss:// (TLS) needs the `tls` feature of obauth-redis",
+    ))
+}
+
+/// rustls needs a process-wide crypto provider when more than one is compiled in (ring
+/// from one crate, aws-lc-rs from another): install the one obauth uses if nobody has.
+#[cfg(feature = "tls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_some() {
+        return;
+    }
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let provider = rustls::crypto::ring::default_provider();
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    compile_error!("the `tls` feature of obauth-redis needs `ring` or `aws-lc-rs`");
+    // Another thread may install one in between: either is fine.
+    let _ = provider.install_default();
 }
 
 /// The arguments of [`COMPARE_AND_SWAP`] for `expect`.

@@ -405,3 +405,70 @@ fn a_dead_or_paused_server_is_unavailable_in_bounded_time_and_a_restart_is_picke
         assert_eq!(stored.unwrap().record, record(face, "r"), "{face}");
     }
 }
+
+#[test]
+fn rediss_with_a_private_ca_is_verified_and_plain_text_or_another_ca_is_refused() {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let server = RedisServer::start_tls(&cert.pem(), &signing_key.serialize_pem()).unwrap();
+    let url = server.url();
+    assert!(url.starts_with("rediss://"));
+    let ca = cert.pem();
+    let blocking = RedisStore::open(&url)
+        .unwrap()
+        .with_root_certificate(ca.as_bytes())
+        .unwrap();
+    let asynchronous = Blocked::new(
+        AsyncRedisStore::open(&url)
+            .unwrap()
+            .with_root_certificate(ca.as_bytes())
+            .unwrap(),
+    );
+    contract("tls", &blocking, &asynchronous);
+
+    // The platform's roots do not know this certificate; nor does another CA.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let strangers: [(&str, Box<dyn TokenStore>); 3] = [
+        ("platform roots", Box::new(RedisStore::open(&url).unwrap())),
+        (
+            "another CA",
+            Box::new(
+                RedisStore::open(&url)
+                    .unwrap()
+                    .with_root_certificate(other.cert.pem().as_bytes())
+                    .unwrap(),
+            ),
+        ),
+        (
+            "async, another CA",
+            Box::new(Blocked::new(
+                AsyncRedisStore::open(&url)
+                    .unwrap()
+                    .with_root_certificate(other.cert.pem().as_bytes())
+                    .unwrap(),
+            )),
+        ),
+    ];
+    for (what, store) in strangers {
+        assert!(store.load(&key("tls")).is_err(), "{what}: connected");
+    }
+    // Plain text to the TLS port: refused, in bounded time.
+    let plain = RedisStore::open(&url.replacen("rediss://", "redis://", 1))
+        .unwrap()
+        .with_timeout(Duration::from_millis(500))
+        .unwrap();
+    assert!(plain.load(&key("tls")).is_err());
+    // A root certificate is for rediss:// only, and must be one.
+    assert!(
+        RedisStore::open("redis://127.0.0.1:1")
+            .unwrap()
+            .with_root_certificate(ca.as_bytes())
+            .is_err()
+    );
+    let garbage = RedisStore::open(&url)
+        .unwrap()
+        .with_root_certificate(b"not a certificate");
+    if let Ok(store) = garbage {
+        assert!(store.load(&key("tls")).is_err());
+    }
+}

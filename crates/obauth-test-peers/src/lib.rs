@@ -181,6 +181,8 @@ pub struct RedisServer {
     dir: PathBuf,
     port: u16,
     append_only: bool,
+    /// Serves TLS only, with this certificate and key (files in `dir`).
+    tls: bool,
 }
 
 /// What `RedisServer::start` says when the machine has no `redis-server`.
@@ -190,16 +192,22 @@ const NO_REDIS: &str = "redis-server is not installed: `apt-get install redis-se
 impl RedisServer {
     /// Starts a server that keeps nothing on disk (no snapshots, no append-only file).
     pub fn start() -> Result<Self, String> {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// Starts a server with the append-only file on and `appendfsync always`: every write
     /// it acknowledged survives a SIGKILL, as user tokens need.
     pub fn start_durable() -> Result<Self, String> {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(append_only: bool) -> Result<Self, String> {
+    /// Starts a server that speaks only TLS (`rediss://`), with `certificate_pem` and
+    /// `key_pem`; clients are not asked for certificates.
+    pub fn start_tls(certificate_pem: &str, key_pem: &str) -> Result<Self, String> {
+        Self::start_with(false, Some((certificate_pem, key_pem)))
+    }
+
+    fn start_with(append_only: bool, tls: Option<(&str, &str)>) -> Result<Self, String> {
         static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let count = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
@@ -211,6 +219,10 @@ impl RedisServer {
                 .unwrap_or_default()
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if let Some((certificate, key)) = tls {
+            std::fs::write(dir.join("tls.crt"), certificate).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("tls.key"), key).map_err(|e| e.to_string())?;
+        }
         let mut last = String::new();
         // The port is found free, then bound by redis: another process may take it in
         // between, so a few tries.
@@ -224,6 +236,7 @@ impl RedisServer {
                 dir: dir.clone(),
                 port,
                 append_only,
+                tls: tls.is_some(),
             };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -236,9 +249,20 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1"]);
+        if self.tls {
+            command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(self.dir.join("tls.crt"))
+                .arg("--tls-key-file")
+                .arg(self.dir.join("tls.key"))
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
         command
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
             .arg("--dir")
             .arg(&self.dir)
             .args(["--save", "", "--daemonize", "no", "--protected-mode", "yes"])
@@ -281,9 +305,14 @@ impl RedisServer {
         ))
     }
 
-    /// Whether the server answers `PING` now.
+    /// Whether the server answers `PING` now (for a TLS server: whether its log says it is
+    /// ready).
     pub fn ping(&self) -> bool {
         use std::io::{Read, Write};
+        if self.tls {
+            return std::fs::read_to_string(self.dir.join("redis.log"))
+                .is_ok_and(|log| log.contains("Ready to accept connections"));
+        }
         let Ok(mut stream) = std::net::TcpStream::connect_timeout(
             &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
             Duration::from_millis(200),
@@ -297,9 +326,10 @@ impl RedisServer {
             && &answer == b"+PONG\r\n"
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// The port it listens on.
