@@ -219,23 +219,15 @@ impl<F: Flight> Fetch<F> {
     fn unsaved_persisted(&mut self, now: Now, result: Result<Cas, StoreError>) -> Action {
         match result {
             Ok(Cas::Written(version)) => {
-                let served = {
+                {
                     let mut state = self.state();
                     state.version = Some(version);
                     if let Some(unsaved) = state.unsaved.take() {
                         let age = Age::since(unsaved.record.obtained_at, now);
                         state.set_current(&unsaved.record, age, &self.cell.options.expiry);
                     }
-                    state
-                        .access
-                        .as_ref()
-                        .filter(|_| !self.forced)
-                        .and_then(|access| {
-                            (access.windows.freshness(access.age.at(now)) == Freshness::Fresh)
-                                .then(|| access.token.clone())
-                        })
-                };
-                match served {
+                }
+                match self.fresh_in_memory(now) {
                     // Written without another refresh: serve what was obtained.
                     Some(token) => self.finish(now, Ok(token)),
                     None => self.load(),
@@ -247,8 +239,31 @@ impl<F: Flight> Fetch<F> {
                 self.state().unsaved = None;
                 self.load()
             }
+            Err(error) if self.degrades(&error) => {
+                // Still out of reach, and the user chose to go on without it: the tokens
+                // stay unsaved, and are refreshed from memory when due.
+                self.store_down = true;
+                match self.fresh_in_memory(now) {
+                    // A write tried early, while the tokens are valid: reported, so that the
+                    // next try backs off while the valid token keeps being served.
+                    Some(_) if self.early => self.finish(now, Err(Error::Store(error))),
+                    Some(token) => self.finish(now, Ok(token)),
+                    None => self.grant(now),
+                }
+            }
             Err(error) => self.finish(now, Err(Error::Store(error))),
         }
+    }
+
+    /// The access token in memory, if it is fresh and no refresh was asked for.
+    fn fresh_in_memory(&self, now: Now) -> Option<AccessToken> {
+        if self.forced {
+            return None;
+        }
+        let state = self.state();
+        let access = state.access.as_ref()?;
+        (access.windows.freshness(access.age.at(now)) == Freshness::Fresh)
+            .then(|| access.token.clone())
     }
 
     /// Adopts `stored` if it holds a fresh access token that no caller reported refused.
@@ -337,16 +352,26 @@ impl<F: Flight> Fetch<F> {
     }
 
     fn store_failed(&mut self, now: Now, error: StoreError) -> Action {
-        if degrades(self.cell.kind, &error) {
+        if self.degrades(&error) {
             // Any process may fetch an application token: while the store is out of reach,
-            // fetch it for this process alone.
+            // fetch it for this process alone. (A user's, only if the user said so.)
             self.store_down = true;
-            return self.send(Grant::ClientCredentials);
+            return self.grant(now);
         }
         // A user's refresh token lives in the store: using the one in memory might present
         // a token another process has already spent. And a store that is there but wrong
         // (corrupted, sealed under another key) is a mistake to report, not to work around.
         self.finish(now, Err(Error::Store(error)))
+    }
+
+    /// Whether `error` lets this fetch go on without the store: an unreachable store, for
+    /// an application token, or for a user's if [`ManagerOptions::refresh_without_store`]
+    /// is set.
+    ///
+    /// [`ManagerOptions::refresh_without_store`]: super::ManagerOptions::refresh_without_store
+    fn degrades(&self, error: &StoreError) -> bool {
+        error.kind() == StoreErrorKind::Unavailable
+            && (self.cell.kind == TokenKind::Application || self.cell.options.refresh_without_store)
     }
 
     fn grant(&mut self, now: Now) -> Action {
@@ -437,8 +462,17 @@ impl<F: Flight> Fetch<F> {
             }
         };
         if self.store_down {
-            self.state()
-                .set_current(&record, Age::new(sent), &self.cell.options.expiry);
+            let mut state = self.state();
+            if self.cell.kind == TokenKind::User {
+                // Written first thing once the store is back.
+                let expect = Expect::after(state.version);
+                state.unsaved = Some(Unsaved {
+                    record: record.clone(),
+                    expect,
+                });
+            }
+            state.set_current(&record, Age::new(sent), &self.cell.options.expiry);
+            drop(state);
             return self.finish(now, then);
         }
         let expect = Expect::after(self.loaded.as_ref().map(|stored| stored.version));
@@ -489,7 +523,8 @@ impl<F: Flight> Fetch<F> {
                 state.version = current.map(|stored| stored.version);
                 state.set_current(&record, Age::new(sent), &expiry);
             }
-            Err(error) if degrades(self.cell.kind, &error) => {
+            // Still unsaved, for a user: the next fetch writes it first.
+            Err(error) if self.degrades(&error) => {
                 self.state().set_current(&record, Age::new(sent), &expiry);
             }
             // A user's tokens are kept unsaved: the next fetch writes them first.
@@ -527,10 +562,6 @@ impl<F: Flight> Drop for Fetch<F> {
 
 /// Whether a fetch goes on without the store after `error`: only for an application token,
 /// and only while the store is unreachable.
-fn degrades(kind: TokenKind, error: &StoreError) -> bool {
-    kind == TokenKind::Application && error.kind() == StoreErrorKind::Unavailable
-}
-
 fn abandoned() -> Error {
     Error::Transport(TransportError::new(
         TransportErrorKind::Request,

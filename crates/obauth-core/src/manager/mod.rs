@@ -74,6 +74,17 @@ pub struct ManagerOptions {
     /// How often a process waiting for another's lease reads the store again. Default
     /// 50 ms; above zero and at most the deadline.
     pub lease_poll: Duration,
+    /// What a user's connection does when its store is unreachable
+    /// ([`StoreErrorKind::Unavailable`](crate::StoreErrorKind::Unavailable)). `false`, the
+    /// default: the call fails with that error, because the refresh token this process
+    /// holds in memory may already have been spent by another process sharing the store,
+    /// and presenting it again makes a server that detects reuse (RFC 9700) revoke the
+    /// whole grant. `true`: it refreshes with the refresh token in memory, serves the new
+    /// access token, and keeps the rotated refresh token in memory until the store is back,
+    /// when it is written before anything else; safe only when no other process refreshes
+    /// the same connection. Application tokens are always fetched while the store is out
+    /// of reach.
+    pub refresh_without_store: bool,
 }
 
 impl Default for ManagerOptions {
@@ -82,6 +93,7 @@ impl Default for ManagerOptions {
             expiry: ExpiryPolicy::default(),
             deadline: Duration::from_secs(60),
             lease_poll: Duration::from_millis(50),
+            refresh_without_store: false,
         }
     }
 }

@@ -63,6 +63,7 @@ fn options() -> ManagerOptions {
         },
         deadline: secs(30),
         lease_poll: Duration::from_millis(50),
+        refresh_without_store: false,
     }
 }
 
@@ -933,6 +934,63 @@ fn a_failing_store_stops_a_user_refresh_before_it_spends_anything() {
         other => panic!("{other:?}"),
     }
     assert_eq!(driver.did, [Did::Load]);
+}
+
+#[test]
+fn a_user_who_opted_in_refreshes_from_memory_while_the_store_is_down_and_writes_it_back_after() {
+    let options = ManagerOptions {
+        refresh_without_store: true,
+        ..options()
+    };
+    let cell: Cell = Arc::new(TokenCell::new(
+        TokenKind::User,
+        options,
+        LeaseHolder::random(&mut OsRandom).unwrap(),
+        Seed::RefreshToken(RefreshToken::new("R1")),
+    ));
+    let now = t0();
+    // Down from the start: refreshed with the token in memory, served.
+    let mut driver = Driver::new(&Down, user_key(), now).answer(issued("A2", 100, Some("R2")));
+    assert_eq!(token(driver.run(lead(&cell, now))), "A2");
+    assert_eq!(driver.did, [Did::Load, Did::Send(Some("R1".into()))]);
+    // Served from memory; a caller that can run a fetch aside tries to write it (early).
+    assert!(matches!(cell.join(now, false), Join::Serve(token) if token.expose_secret() == "A2"));
+    let soon = at(now, secs(1));
+    let Join::Refresh { serve, fetch } = cell.join(soon, true) else {
+        panic!("expected an early write aside");
+    };
+    assert_eq!(serve.expose_secret(), "A2");
+    let mut driver = Driver::new(&Down, user_key(), soon);
+    assert!(matches!(driver.run(fetch), Err(Error::Store(_))));
+    assert_eq!(
+        driver.did,
+        [Did::Persist(Expect::Absent)],
+        "no refresh: A2 is valid"
+    );
+    // The failed write backs off: the next callers are served without a store call.
+    assert!(matches!(cell.join(at(now, secs(1)), true), Join::Serve(_)));
+    // Expired, still down: the unsaved tokens cannot be written; refreshed with R2.
+    let later = at(now, secs(101));
+    let mut driver = Driver::new(&Down, user_key(), later).answer(issued("A3", 100, Some("R3")));
+    assert_eq!(token(driver.run(lead(&cell, later))), "A3");
+    assert_eq!(
+        driver.did,
+        [Did::Persist(Expect::Absent), Did::Send(Some("R2".into()))]
+    );
+    // Back: the last rotated token is written before anything else, then refreshed.
+    let store = MemoryStore::new();
+    let back = at(now, secs(202));
+    let mut driver = Driver::new(&store, user_key(), back).answer(issued("A4", 100, Some("R4")));
+    assert_eq!(token(driver.run(lead(&cell, back))), "A4");
+    assert_eq!(driver.did[0], Did::Persist(Expect::Absent));
+    assert!(
+        driver.did.contains(&Did::Send(Some("R3".into()))),
+        "{:?}",
+        driver.did
+    );
+    let stored = store.load(&user_key()).unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.record.refresh_token.unwrap().expose_secret(), "R4");
 }
 
 #[test]
