@@ -26,7 +26,7 @@ pub struct AsyncRedisStore {
 
 impl fmt::Debug for AsyncRedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.settings.fmt(f)
+        self.settings.debug("AsyncRedisStore", f)
     }
 }
 

@@ -93,7 +93,14 @@ pub(crate) struct Settings {
 
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore")
+        self.debug("Settings", f)
+    }
+}
+
+impl Settings {
+    /// `Debug` of a store named `name`: where, how, never a token or the password.
+    pub(crate) fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
             .field("url", &self.shown)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)

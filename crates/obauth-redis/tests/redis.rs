@@ -299,6 +299,8 @@ fn the_password_stays_out_of_debug_and_errors() {
     let asynchronous = AsyncRedisStore::open(&good).unwrap();
     assert!(!format!("{blocking:?}{asynchronous:?}").contains("MARKER"));
     assert!(format!("{blocking:?}").contains(&format!("127.0.0.1:{}", server.port())));
+    assert!(format!("{blocking:?}").starts_with("RedisStore"));
+    assert!(format!("{asynchronous:?}").starts_with("AsyncRedisStore"));
 }
 
 #[test]
