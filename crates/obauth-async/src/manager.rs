@@ -118,7 +118,11 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
     let (store, key) = (managed.store(), managed.key());
     let mut event = Event::Start;
     loop {
-        event = match fetch.step(Now::system(), event) {
+        let action = fetch.step(Now::system(), event);
+        if let Some(notice) = fetch.take_notice() {
+            log_notice(key, notice);
+        }
+        event = match action {
             Action::Load => Event::Loaded(store.load(key).await),
             Action::Lease { holder, ttl } => Event::Leased(store.try_lease(key, holder, ttl).await),
             Action::Sleep(pause) => {
@@ -187,3 +191,16 @@ impl UserTokens {
         access_token(&self.inner)
     }
 }
+
+/// Tells the log what a fetch noticed (see [`Notice`](obauth_core::manager::Notice)).
+#[cfg(feature = "tracing")]
+fn log_notice(key: &obauth_core::store::StoreKey, notice: obauth_core::manager::Notice) {
+    if notice.is_warning() {
+        tracing::warn!(store_key = %key, "{notice}");
+    } else {
+        tracing::info!(store_key = %key, "{notice}");
+    }
+}
+
+#[cfg(not(feature = "tracing"))]
+fn log_notice(_: &obauth_core::store::StoreKey, _: obauth_core::manager::Notice) {}

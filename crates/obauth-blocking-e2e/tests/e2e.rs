@@ -1431,3 +1431,131 @@ fn unbounded_or_zero_timeouts_are_refused_not_panicked_on() {
     }
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
 }
+
+/// Records every event's level and message (the subscriber a test installs on its thread).
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<(tracing::Level, String)>>,
+}
+
+struct Message<'a>(&'a mut String);
+
+impl tracing::field::Visit for Message<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = String::new();
+        event.record(&mut Message(&mut text));
+        self.events
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), text));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A memory store that can be switched off (every call then fails as unreachable).
+struct Switchable {
+    inner: MemoryStore,
+    down: AtomicBool,
+}
+
+impl Switchable {
+    fn check(&self) -> Result<(), obauth_blocking::core::StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(obauth_blocking::core::StoreError::new(
+                obauth_blocking::core::StoreErrorKind::Unavailable,
+                "connection refused",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TokenStore for Switchable {
+    fn load(&self, key: &StoreKey) -> Result<Option<Stored>, obauth_blocking::core::StoreError> {
+        self.check()?;
+        self.inner.load(key)
+    }
+    fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, obauth_blocking::core::StoreError> {
+        self.check()?;
+        self.inner.compare_and_swap(key, expect, record)
+    }
+    fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, obauth_blocking::core::StoreError> {
+        self.check()?;
+        self.inner.try_lease(key, holder, ttl, now)
+    }
+    fn release(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+    ) -> Result<(), obauth_blocking::core::StoreError> {
+        self.check()?;
+        self.inner.release(key, holder)
+    }
+}
+
+#[test]
+fn a_store_outage_is_one_warning_and_its_end_one_line() {
+    let mock = MockServer::start();
+    let store = Arc::new(Switchable {
+        inner: MemoryStore::new(),
+        down: AtomicBool::new(true),
+    });
+    let source = TokenSource::truelayer(truelayer(&mock), Scopes::from([Scope::Payments]))
+        .with_store(store.clone());
+    let recorder = Arc::new(Recorder::default());
+    tracing::subscriber::with_default(recorder.clone(), || {
+        // Down: served all the same, fetch after fetch.
+        for _ in 0..3 {
+            let token = source.access_token().unwrap();
+            source.invalidate(&token);
+        }
+        assert!(store.inner.load(source.key()).unwrap().is_none());
+        store.down.store(false, Ordering::SeqCst);
+        source.access_token().unwrap();
+    });
+    let events = recorder.events.lock().unwrap();
+    let warnings: Vec<_> = events
+        .iter()
+        .filter(|(level, _)| *level == tracing::Level::WARN)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{events:?}");
+    assert!(
+        warnings[0].1.contains("token store unavailable"),
+        "{events:?}"
+    );
+    assert!(warnings[0].1.contains("connection refused"), "{events:?}");
+    assert!(warnings[0].1.contains("store_key="), "{events:?}");
+    let back: Vec<_> = events
+        .iter()
+        .filter(|(level, text)| *level == tracing::Level::INFO && text.contains("answers again"))
+        .collect();
+    assert_eq!(back.len(), 1, "{events:?}");
+    assert_eq!(events.len(), 2, "{events:?}");
+}

@@ -78,6 +78,40 @@ pub enum Event {
     Released(Result<(), StoreError>),
 }
 
+/// What a binding tells its log about a fetch (the core has no logger): read with
+/// [`Fetch::take_notice`] after each [`Fetch::step`]. Each is given once per change, for
+/// all the fetches of one token manager.
+#[derive(Clone, Debug)]
+pub enum Notice {
+    /// The store stopped answering (an [`Unavailable`](StoreErrorKind::Unavailable) error):
+    /// application tokens are fetched for this process alone until it answers again, a
+    /// user's connection is not refreshed. A warning, once per outage.
+    StoreUnavailable(StoreError),
+    /// The store answers again after an outage.
+    StoreBack,
+}
+
+impl Notice {
+    /// Whether it is logged as a warning (otherwise as information).
+    pub fn is_warning(&self) -> bool {
+        matches!(self, Notice::StoreUnavailable(_))
+    }
+}
+
+impl std::fmt::Display for Notice {
+    /// The log line: no secret (store errors hold no token and no password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::StoreUnavailable(error) => write!(
+                f,
+                "token store unavailable ({error}): application tokens are fetched for this \
+                 process alone, and user connections are not refreshed, until it answers again"
+            ),
+            Notice::StoreBack => f.write_str("token store answers again"),
+        }
+    }
+}
+
 enum Step {
     Start,
     PersistUnsaved,
@@ -116,6 +150,8 @@ pub struct Fetch<F: Flight> {
     waited: bool,
     /// A refresh was asked for: no fresh record is adopted instead.
     forced: bool,
+    /// For the binding's log.
+    notice: Option<Notice>,
 }
 
 impl<F: Flight> std::fmt::Debug for Fetch<F> {
@@ -151,6 +187,7 @@ impl<F: Flight> Fetch<F> {
             presented: None,
             waited: false,
             forced,
+            notice: None,
         }
     }
 
@@ -165,8 +202,37 @@ impl<F: Flight> Fetch<F> {
         self.early
     }
 
+    /// What the binding should log now, if anything (see [`Notice`]).
+    pub fn take_notice(&mut self) -> Option<Notice> {
+        self.notice.take()
+    }
+
+    /// Notes whether the store answered, for [`Notice`]s.
+    fn observe(&mut self, event: &Event) {
+        let error = match event {
+            Event::Loaded(result) => result.as_ref().err(),
+            Event::Leased(result) => result.as_ref().err(),
+            Event::Persisted(result) => result.as_ref().err(),
+            Event::Released(result) => result.as_ref().err(),
+            Event::Start | Event::Woke | Event::Answered { .. } => return,
+        };
+        let mut state = self.cell.state();
+        match error {
+            None if state.outage => {
+                state.outage = false;
+                self.notice = Some(Notice::StoreBack);
+            }
+            Some(error) if error.kind() == StoreErrorKind::Unavailable && !state.outage => {
+                state.outage = true;
+                self.notice = Some(Notice::StoreUnavailable(error.clone()));
+            }
+            _ => {}
+        }
+    }
+
     /// Feeds the outcome of the last action (first [`Event::Start`]) and returns the next.
     pub fn step(&mut self, now: Now, event: Event) -> Action {
+        self.observe(&event);
         match (std::mem::replace(&mut self.step, Step::Busy), event) {
             (Step::Start, Event::Start) => self.start(),
             (Step::PersistUnsaved, Event::Persisted(result)) => self.unsaved_persisted(now, result),

@@ -46,7 +46,7 @@ use arc_swap::ArcSwapOption;
 use obauth_types::{AccessToken, RefreshToken};
 
 pub use self::endpoint::{Answer, Grant, Issued, TokenEndpoint, TokenKind, TokenRequest};
-pub use self::fetch::{Action, Event, Fetch};
+pub use self::fetch::{Action, Event, Fetch, Notice};
 pub use self::managed::Managed;
 use crate::error::{Error, InvalidInput, ReauthenticationRequired};
 use crate::expiry::{Age, ExpiryPolicy, Freshness, Now, Windows};
@@ -197,6 +197,8 @@ struct State<F> {
     forced: bool,
     failures: u32,
     early_retry_at: Option<Instant>,
+    /// The store was last found unreachable (told once, in a [`Notice`]).
+    outage: bool,
 }
 
 struct Unsaved {
@@ -299,6 +301,7 @@ impl<F: Flight> TokenCell<F> {
                 forced: false,
                 failures: 0,
                 early_retry_at: None,
+                outage: false,
             }),
             kind,
             options,

@@ -150,6 +150,8 @@ struct Driver<'a> {
     before_persist: Option<Box<dyn FnMut() + 'a>>,
     before_load: Option<Box<dyn FnMut() + 'a>>,
     clock: Now,
+    /// The fetch's notices, as the binding would log them.
+    notices: Vec<&'static str>,
 }
 
 impl<'a> Driver<'a> {
@@ -162,6 +164,7 @@ impl<'a> Driver<'a> {
             before_persist: None,
             before_load: None,
             clock,
+            notices: Vec::new(),
         }
     }
 
@@ -176,7 +179,13 @@ impl<'a> Driver<'a> {
             // A fetch that never ends is a bug to report, not a test to hang.
             assert!(step < MAX_STEPS, "the fetch did not end: {:?}", self.did);
             let now = self.clock;
-            event = match fetch.step(now, event) {
+            let action = fetch.step(now, event);
+            match fetch.take_notice() {
+                Some(Notice::StoreUnavailable(_)) => self.notices.push("unavailable"),
+                Some(Notice::StoreBack) => self.notices.push("back"),
+                None => {}
+            }
+            event = match action {
                 Action::Load => {
                     self.did.push(Did::Load);
                     if let Some(hook) = self.before_load.as_mut() {
@@ -876,6 +885,57 @@ fn a_failing_store_costs_an_application_token_its_sharing_and_nothing_more() {
     let mut driver = Driver::new(&store, app_key(), now).answer(issued("A2", 100, None));
     assert_eq!(token(driver.run(lead(&cell2, now))), "A2");
     assert_eq!(driver.did, [Did::Load, Did::Lease, Did::Send(None)]);
+}
+
+#[test]
+fn an_outage_is_noticed_once_and_its_end_once() {
+    let cell = cell(TokenKind::Application, Seed::Empty);
+    let now = t0();
+    let mut driver = Driver::new(&Down, app_key(), now).answer(issued("A1", 100, None));
+    token(driver.run(lead(&cell, now)));
+    assert_eq!(driver.notices, ["unavailable"]);
+    // Still down at the next fetch: nothing new to say.
+    let later = at(now, secs(101));
+    let mut driver = Driver::new(&Down, app_key(), later).answer(issued("A2", 100, None));
+    token(driver.run(lead(&cell, later)));
+    assert!(driver.notices.is_empty(), "{:?}", driver.notices);
+    // Back: said once, at its first answer.
+    let store = MemoryStore::new();
+    let back = at(now, secs(202));
+    let mut driver = Driver::new(&store, app_key(), back).answer(issued("A3", 100, None));
+    token(driver.run(lead(&cell, back)));
+    assert_eq!(driver.notices, ["back"]);
+    // A store that is there but wrong is an error to report, not an outage.
+    let user = super::tests::cell(TokenKind::User, Seed::RefreshToken(RefreshToken::new("R")));
+    struct Sealed;
+    impl TokenStore for Sealed {
+        fn load(&self, _: &StoreKey) -> Result<Option<Stored>, StoreError> {
+            Err(StoreError::new(StoreErrorKind::Sealed, "another key"))
+        }
+        fn compare_and_swap(
+            &self,
+            _: &StoreKey,
+            _: Expect,
+            _: &TokenRecord,
+        ) -> Result<Cas, StoreError> {
+            unreachable!()
+        }
+        fn try_lease(
+            &self,
+            _: &StoreKey,
+            _: &LeaseHolder,
+            _: Duration,
+            _: SystemTime,
+        ) -> Result<Lease, StoreError> {
+            unreachable!()
+        }
+        fn release(&self, _: &StoreKey, _: &LeaseHolder) -> Result<(), StoreError> {
+            unreachable!()
+        }
+    }
+    let mut driver = Driver::new(&Sealed, user_key(), now);
+    assert!(driver.run(lead(&user, now)).is_err());
+    assert!(driver.notices.is_empty());
 }
 
 #[test]
