@@ -5,9 +5,10 @@
 //! * [`UserTokens`]: a user's TrueLayer connection, refreshed with its rotating refresh
 //!   token, which reaches the store before the new access token reaches you.
 //!
-//! Both keep their state behind a [`TokenStore`]: a [`MemoryStore`](crate::MemoryStore) of
-//! their own unless you give them one (with the `sqlite` feature, `SqliteStore` shares
-//! tokens between the processes of a host). Every decision (fresh, due, expired, who
+//! Both keep their state in a [`Store`]: a [`MemoryStore`](crate::MemoryStore)
+//! of their own unless you give them one (with the `sqlite` feature, `SqliteStore` shares
+//! tokens between the processes of a host; with `redis`, `RedisStore` between the replicas
+//! of a service). Every decision (fresh, due, expired, who
 //! fetches, what is written when, what a refused refresh means) is
 //! `obauth_core::manager`'s; this module only does what it says and waits.
 //!

@@ -28,7 +28,7 @@
 //!   it when it changes.
 //! * **Bounded.** Every call has a timeout ([`DEFAULT_TIMEOUT`], or
 //!   [`RedisStore::with_timeout`]); an unreachable or slow Redis is a
-//!   [`StoreErrorKind::Unavailable`] error, on which the token managers serve
+//!   [`StoreErrorKind::Unavailable`](obauth_core::StoreErrorKind::Unavailable) error, on which the token managers serve
 //!   client-credentials tokens fetched in-process and refuse to refresh a user's
 //!   connection blind.
 //! * **Private.** With [`RedisStore::open_sealed`] every record is sealed with AES-256-GCM
