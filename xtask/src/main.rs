@@ -64,7 +64,12 @@ fn test() -> Result<(), String> {
 /// installed from Debian's packages when missing and this runs as root, otherwise the exact
 /// command to run.
 fn servers() -> Result<(), String> {
-    let needed: [(&str, &str); 1] = [("redis-server", "redis-server")];
+    // redis-server for the Redis store's tests; Node.js and npm for the oidc-provider peer.
+    let needed: [(&str, &str); 3] = [
+        ("redis-server", "redis-server"),
+        ("node", "nodejs"),
+        ("npm", "npm"),
+    ];
     let missing: Vec<&str> = needed
         .iter()
         .filter(|(binary, _)| {
