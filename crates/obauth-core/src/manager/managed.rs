@@ -10,7 +10,6 @@ use obauth_types::truelayer::token::TokenResponse;
 use super::{Flight, ManagerOptions, Seed, TokenCell, TokenEndpoint};
 use crate::error::{Error, InvalidInput};
 use crate::expiry::ExpiryPolicy;
-use crate::random::OsRandom;
 use crate::retry::RetryPolicy;
 use crate::store::{LeaseHolder, StoreHandle, StoreKey, TokenRecord};
 
@@ -71,10 +70,23 @@ impl<F: Flight, T: ?Sized, S: StoreHandle> Managed<F, T, S> {
         options: ManagerOptions,
         seed: Seed,
     ) -> Self {
-        let holder = LeaseHolder::generate(&mut OsRandom);
+        let key = endpoint.key();
+        Self::keyed(endpoint, key, transport, retry, store, options, seed)
+    }
+
+    fn keyed(
+        endpoint: TokenEndpoint,
+        key: StoreKey,
+        transport: Arc<T>,
+        retry: RetryPolicy,
+        store: S,
+        options: ManagerOptions,
+        seed: Seed,
+    ) -> Self {
+        let holder = LeaseHolder::unique();
         Self {
             cell: Arc::new(TokenCell::new(endpoint.kind(), options, holder, seed)),
-            key: endpoint.key(),
+            key,
             endpoint,
             store,
             transport,
@@ -87,8 +99,9 @@ impl<F: Flight, T: ?Sized, S: StoreHandle> Managed<F, T, S> {
     /// refresh token known in memory (a record in the store still wins over that).
     fn reconfigured(&self, store: S, options: ManagerOptions) -> Self {
         let seed = self.cell.handover();
-        Self::checked(
+        Self::keyed(
             self.endpoint.clone(),
+            self.key.clone(),
             Arc::clone(&self.transport),
             self.retry,
             store,

@@ -84,14 +84,13 @@ impl StoreKey {
         auth_method: &str,
         scopes: &str,
     ) -> Self {
-        let text = serde_json::json!([
+        let text = key_text(&(
             "client_credentials",
             token_url,
             client_id,
             auth_method,
-            scopes
-        ])
-        .to_string();
+            scopes,
+        ));
         Self {
             text,
             connection: None,
@@ -105,14 +104,13 @@ impl StoreKey {
         auth_method: &str,
         connection: &ConnectionName,
     ) -> Self {
-        let text = serde_json::json!([
+        let text = key_text(&(
             "user",
             token_url,
             client_id,
             auth_method,
-            connection.as_str()
-        ])
-        .to_string();
+            connection.as_str(),
+        ));
         Self {
             text,
             connection: Some(connection.as_str().to_owned()),
@@ -128,6 +126,11 @@ impl StoreKey {
     pub fn connection(&self) -> Option<&str> {
         self.connection.as_deref()
     }
+}
+
+/// The parts as a JSON array (a tuple of strings serializes as one; it cannot fail).
+fn key_text(parts: &(&str, &str, &str, &str, &str)) -> String {
+    serde_json::to_string(parts).unwrap_or_default()
 }
 
 impl fmt::Debug for StoreKey {
@@ -253,6 +256,31 @@ impl LeaseHolder {
             id[4..12].copy_from_slice(&count.to_be_bytes());
             Self(id)
         })
+    }
+
+    /// A holder id unique among all processes sharing a store, without a system call: a
+    /// random 8-byte prefix drawn once per process (the process id and time, should the
+    /// random source fail) and a counter of this process's holders. What token managers
+    /// use: a fresh process's first read makes one.
+    pub fn unique() -> Self {
+        static PREFIX: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let prefix = PREFIX.get_or_init(|| {
+            let mut prefix = [0; 8];
+            if crate::random::OsRandom.fill(&mut prefix).is_err() {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.subsec_nanos());
+                prefix[..4].copy_from_slice(&std::process::id().to_be_bytes());
+                prefix[4..].copy_from_slice(&nanos.to_be_bytes());
+            }
+            prefix
+        });
+        let mut id = [0; 16];
+        id[..8].copy_from_slice(prefix);
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        id[8..].copy_from_slice(&count.to_be_bytes());
+        Self(id)
     }
 
     /// The id as 32 lower-case hex digits.
@@ -467,6 +495,25 @@ mod tests {
             LeaseHolder::generate(&mut crate::random::OsRandom),
             LeaseHolder::generate(&mut crate::random::OsRandom)
         );
+    }
+
+    #[test]
+    fn unique_holders_share_a_process_prefix_and_never_repeat() {
+        let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+        assert_ne!(a, b);
+        assert_eq!(a.0[..8], b.0[..8]);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| (0..1000).map(|_| LeaseHolder::unique()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all: Vec<LeaseHolder> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort_by_key(|holder| holder.0);
+        all.dedup();
+        assert_eq!(all.len(), 4000);
     }
 
     #[test]
