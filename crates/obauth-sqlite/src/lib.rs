@@ -122,8 +122,25 @@ impl SqliteStore {
         failure(&self.path, error)
     }
 
-    /// Journal, durability, integrity and schema, checked or set up on every open.
+    /// Journal, durability, integrity and schema, checked or set up on every open. SQLite
+    /// answers SQLITE_BUSY at once, without its busy handler, while another connection is
+    /// switching a new file to WAL or recovering it (processes started together on a cold
+    /// file): such an open is tried again, backing off, for up to [`BUSY_TIMEOUT`].
     fn prepare(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.prepare_once() {
+                Err(error) if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn prepare_once(&self) -> Result<(), StoreError> {
         let mut connection = self.connection();
         connection
             .busy_timeout(BUSY_TIMEOUT)
@@ -220,6 +237,13 @@ impl SqliteStore {
             record: codec::decode(bytes, key, self.sealing.as_ref())?,
         })
     }
+}
+
+/// Whether `error` is SQLite's "database is locked".
+fn is_busy(error: &StoreError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<rusqlite::Error>())
+        .is_some_and(|source| source.sqlite_error_code() == Some(ErrorCode::DatabaseBusy))
 }
 
 impl TokenStore for SqliteStore {

@@ -396,3 +396,27 @@ fn a_write_lock_held_elsewhere_is_waited_on_for_the_busy_timeout_then_reported()
         Cas::Written(1)
     );
 }
+
+#[test]
+fn many_processes_opening_a_new_file_at_once_all_get_a_store() {
+    // SQLite answers SQLITE_BUSY without waiting while another connection switches a new
+    // file to WAL: 4 processes starting together on a cold file hit it.
+    for round in 0..100 {
+        let dir = TempDir::new();
+        let path = dir.file(&format!("cold-{round}.db"));
+        let barrier = std::sync::Barrier::new(12);
+        std::thread::scope(|scope| {
+            let opened: Vec<_> = (0..12)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        SqliteStore::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for handle in opened {
+                handle.join().unwrap().unwrap();
+            }
+        });
+    }
+}
