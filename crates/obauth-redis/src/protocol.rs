@@ -111,7 +111,7 @@ impl Settings {
 
 impl Settings {
     pub(crate) fn new(url: &str, sealing: Option<SealingKey>) -> Result<Self, StoreError> {
-        let shown = without_password(url);
+        let shown = obauth_core::store::url_without_password(url);
         let client = client(url, &shown, None)?;
         Ok(Self {
             client,
@@ -369,48 +369,9 @@ fn describe(error: &RedisError) -> String {
     line.chars().take(200).collect()
 }
 
-/// `url` with the password of its user-info replaced by `***`.
-pub(crate) fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "(not a URL)".to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                // `redis://secret@host`: Redis reads a lone user-info as the password.
-                "***".to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{tail}")
-        }
-        None => format!("{scheme}://{authority}{tail}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_shown() {
-        assert_eq!(
-            without_password("redis://:hunter2@h:6379/2"),
-            "redis://:***@h:6379/2"
-        );
-        assert_eq!(
-            without_password("rediss://app:hunter2@h/0"),
-            "rediss://app:***@h/0"
-        );
-        assert_eq!(without_password("redis://hunter2@h"), "redis://***@h");
-        assert_eq!(without_password("redis://h:1/0"), "redis://h:1/0");
-        assert_eq!(without_password("hunter2"), "(not a URL)");
-        // An @ in the password itself.
-        assert_eq!(without_password("redis://u:p@ss@h:1"), "redis://u:***@h:1");
-    }
 
     #[test]
     fn a_bad_url_is_an_error_that_does_not_quote_the_password() {

@@ -6,8 +6,16 @@
 //! server script). The harness installs it with `npm ci` the first time, starts it on
 //! `127.0.0.1` with an ephemeral port, waits for the line it prints when ready, and kills it
 //! when the [`OidcProvider`] is dropped, also when a test fails.
+//!
+//! Also the stores' servers, each on loopback with an ephemeral port and a temporary
+//! directory, killed and restarted by the fault tests: [`RedisServer`] and
+//! [`PostgresServer`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod postgres;
+
+pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

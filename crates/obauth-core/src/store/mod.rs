@@ -403,6 +403,45 @@ impl StoreHandle for std::sync::Arc<dyn TokenStore> {
     }
 }
 
+/// A store's URL (`redis://`, `postgres://`) as it may be shown: the password of its
+/// user-info replaced by `***` (a lone user-info too, which Redis reads as a password), and
+/// so is the value of a `password=` query parameter (PostgreSQL reads one).
+pub fn url_without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", masked.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                // `redis://secret@host`: Redis reads a lone user-info as the password.
+                "***".to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
 impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
     fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
         (**self).load(key)
@@ -462,6 +501,30 @@ mod tests {
             assert!(ConnectionName::new(bad).is_err());
         }
         assert!(ConnectionName::new("é".repeat(MAX_CONNECTION_NAME)).is_ok());
+    }
+
+    #[test]
+    fn passwords_never_shown() {
+        assert_eq!(
+            url_without_password("redis://:hunter2@h:6379/2"),
+            "redis://:***@h:6379/2"
+        );
+        assert_eq!(
+            url_without_password("rediss://app:hunter2@h/0"),
+            "rediss://app:***@h/0"
+        );
+        assert_eq!(url_without_password("redis://hunter2@h"), "redis://***@h");
+        assert_eq!(url_without_password("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(url_without_password("hunter2"), "(not a URL)");
+        assert_eq!(
+            url_without_password("postgres://app@h/db?sslmode=require&PASSWORD=hunter2&x=1"),
+            "postgres://***@h/db?sslmode=require&PASSWORD=***&x=1"
+        );
+        // An @ in the password itself.
+        assert_eq!(
+            url_without_password("redis://u:p@ss@h:1"),
+            "redis://u:***@h:1"
+        );
     }
 
     #[test]
