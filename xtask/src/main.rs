@@ -64,21 +64,31 @@ fn test() -> Result<(), String> {
 /// installed from Debian's packages when missing and this runs as root, otherwise the exact
 /// command to run.
 fn servers() -> Result<(), String> {
-    // redis-server for the Redis store's tests; Node.js and npm for the oidc-provider peer.
-    let needed: [(&str, &str); 3] = [
-        ("redis-server", "redis-server"),
-        ("node", "nodejs"),
-        ("npm", "npm"),
+    // redis-server for the Redis store's tests; PostgreSQL's server for the PostgreSQL
+    // store's (Debian keeps initdb out of PATH); Node.js and npm for the oidc-provider peer.
+    let runs = |binary: &str| {
+        Command::new(binary)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    let postgres = || {
+        std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+            versions
+                .flatten()
+                .any(|version| version.path().join("bin/initdb").exists())
+        }) || runs("initdb")
+    };
+    let needed: [(&str, bool); 4] = [
+        ("redis-server", runs("redis-server")),
+        ("postgresql", postgres()),
+        ("nodejs", runs("node")),
+        ("npm", runs("npm")),
     ];
     let missing: Vec<&str> = needed
         .iter()
-        .filter(|(binary, _)| {
-            Command::new(binary)
-                .arg("--version")
-                .output()
-                .map_or(true, |output| !output.status.success())
-        })
-        .map(|(_, package)| *package)
+        .filter(|(_, present)| !present)
+        .map(|(package, _)| *package)
         .collect();
     if missing.is_empty() {
         return Ok(());
