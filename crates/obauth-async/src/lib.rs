@@ -19,7 +19,8 @@
 //! own, only the sending, the sleeping between retries, and the waiting and store calls the
 //! token machine of [`obauth_core::manager`] asks for. `obauth-blocking` has the same API
 //! without `async`. With the `sqlite` feature, `SqliteStore` keeps tokens for every
-//! process of a host.
+//! process of a host; with `redis`, `RedisStore` for the replicas of a service; with
+//! `postgres`, `PostgresStore` keeps users' connections in the service's database.
 //!
 //! Transport defaults: reqwest with rustls, no redirects ever, a 10 s connect timeout and a
 //! 30 s total timeout per attempt, response bodies capped at
@@ -44,6 +45,8 @@ pub use obauth_core as core;
 pub use obauth_core::Error;
 pub use obauth_core::manager::ManagerOptions;
 pub use obauth_core::store::{AsyncTokenStore, MemoryStore, SealingKey, TokenStore};
+#[cfg(feature = "postgres")]
+pub use obauth_postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use obauth_redis::AsyncRedisStore as RedisStore;
 #[cfg(feature = "sqlite")]

@@ -142,6 +142,13 @@ impl From<Arc<dyn AsyncTokenStore>> for Store {
     }
 }
 
+#[cfg(feature = "postgres")]
+impl From<obauth_postgres::PostgresStore> for Store {
+    fn from(store: obauth_postgres::PostgresStore) -> Self {
+        Self::from_async(Arc::new(store))
+    }
+}
+
 #[cfg(feature = "redis")]
 impl From<obauth_redis::AsyncRedisStore> for Store {
     fn from(store: obauth_redis::AsyncRedisStore) -> Self {

@@ -18,7 +18,10 @@
 //! hands an `http::Request` built by [`obauth_core`] to ureq and the `http::Response` back
 //! to the core; this crate only sends, sleeps between retries, and does the waiting and
 //! store calls the token machine of [`obauth_core::manager`] asks for. With the `sqlite`
-//! feature, `SqliteStore` keeps tokens for every process of a host.
+//! feature, `SqliteStore` keeps tokens for every process of a host; with `redis`,
+//! `RedisStore` for the replicas of a service. There is no PostgreSQL store here: its
+//! client (tokio-postgres) needs tokio, which this crate never pulls in; keep users'
+//! connections in SQLite or Redis, or use `obauth-async`'s `PostgresStore`.
 //!
 //! Transport defaults: ureq with rustls, statuses are answers (`http_status_as_error` off),
 //! no redirects ever, a 10 s connect timeout and a 30 s total timeout per attempt, response

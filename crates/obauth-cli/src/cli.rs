@@ -48,7 +48,8 @@ pub(crate) struct Global {
     /// Where tokens are kept between runs: `memory` (nothing written anywhere),
     /// `sqlite:PATH` (a file shared by every process of this host, created mode 0600) or
     /// `redis://[user:password@]host[:port][/db]` / `rediss://…` (shared by every host
-    /// that reaches that Redis; give a password through OBAUTH_TOKEN_STORE, not here).
+    /// that reaches that Redis) or `postgres://user:password@host/db` (after `obauth store
+    /// migrate`); give a password through OBAUTH_TOKEN_STORE, not here.
     /// Records are sealed with the key in OBAUTH_TOKEN_STORE_KEY or --token-store-key-file
     /// (32 bytes, base64; `obauth store-key` makes one).
     #[arg(
@@ -63,6 +64,23 @@ pub(crate) struct Global {
     /// A file holding the token store's sealing key (wins over OBAUTH_TOKEN_STORE_KEY).
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) token_store_key_file: Option<PathBuf>,
+    /// The table of a `postgres://` token store, `SCHEMA.TABLE` (default
+    /// `public.obauth_tokens`).
+    #[arg(
+        long,
+        global = true,
+        env = "OBAUTH_TOKEN_STORE_TABLE",
+        value_name = "SCHEMA.TABLE"
+    )]
+    pub(crate) token_store_table: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Store {
+    /// Create or upgrade the table of a `postgres://` token store (run it once, at deploy
+    /// time: the store never migrates on its own). SQLite migrates its file on open; Redis
+    /// needs nothing.
+    Migrate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -92,6 +110,9 @@ pub(crate) enum Command {
     /// A fresh random key for sealing the token store, base64 on stdout (keep it in a file
     /// or a secret manager; pass it with --token-store-key-file or OBAUTH_TOKEN_STORE_KEY).
     StoreKey,
+    /// The token store itself.
+    #[command(subcommand)]
+    Store(Store),
     /// TrueLayer's Authentication Server.
     #[command(subcommand)]
     Truelayer(TrueLayer),

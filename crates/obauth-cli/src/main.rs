@@ -31,6 +31,7 @@ macro_rules! complain {
 mod cli;
 mod demo;
 mod failure;
+mod postgres;
 mod run;
 
 use std::process::ExitCode;

@@ -25,8 +25,9 @@ use obauth_blocking::{
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, Command, DebugId, Env, Global, Output, Token, TrueLayer, Worldline};
+use crate::cli::{Cli, Command, DebugId, Env, Global, Output, Store, Token, TrueLayer, Worldline};
 use crate::failure::Failure;
+use crate::postgres::BlockingPostgres;
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     let global = cli.global;
@@ -52,6 +53,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
             say!("{}", &*key.expose_base64());
             Ok(())
         }
+        Command::Store(Store::Migrate) => migrate(&global).map_err(|e| e.into_failure(output)),
         Command::Truelayer(command) => {
             truelayer(&global, command).map_err(|e| e.into_failure(output))
         }
@@ -455,6 +457,30 @@ fn worldline(global: &Global, command: Worldline) -> Result<(), Problem> {
     Ok(())
 }
 
+/// `obauth store migrate`: creates or upgrades a PostgreSQL store's table.
+fn migrate(global: &Global) -> Result<(), Problem> {
+    let spec = global.token_store.as_str();
+    if !(spec.starts_with("postgres://") || spec.starts_with("postgresql://")) {
+        return Err(Problem::Usage(
+            "store migrate is for a postgres:// --token-store (OBAUTH_TOKEN_STORE): SQLite \
+             migrates its file on open and Redis needs nothing"
+                .into(),
+        ));
+    }
+    warn_if_password_on_argv(spec);
+    let store = BlockingPostgres::open(spec, global.token_store_table.as_deref(), None)
+        .map_err(Error::Store)?;
+    let table = store.migrate().map_err(Error::Store)?;
+    print(
+        global.output,
+        &json!({
+            "migrated": table,
+            "schema_version": obauth_async::PostgresStore::SCHEMA_VERSION,
+        }),
+    );
+    Ok(())
+}
+
 /// The token store `--token-store` names: `None` for `memory`, the default.
 fn token_store(global: &Global) -> Result<Option<Arc<dyn TokenStore>>, Problem> {
     let key = sealing_key(global)?;
@@ -466,6 +492,12 @@ fn token_store(global: &Global) -> Result<Option<Arc<dyn TokenStore>>, Problem> 
             )),
             None => Ok(None),
         },
+        spec if spec.starts_with("postgres://") || spec.starts_with("postgresql://") => {
+            warn_if_password_on_argv(spec);
+            let store = BlockingPostgres::open(spec, global.token_store_table.as_deref(), key)
+                .map_err(Error::Store)?;
+            Ok(Some(Arc::new(store)))
+        }
         spec if spec.starts_with("redis://") || spec.starts_with("rediss://") => {
             warn_if_password_on_argv(spec);
             let store = match key {
@@ -480,7 +512,8 @@ fn token_store(global: &Global) -> Result<Option<Arc<dyn TokenStore>>, Problem> 
             let Some(path) = path else {
                 // Not echoed: a store URL may carry a password.
                 return Err(Problem::Usage(
-                    "--token-store must be `memory`, `sqlite:PATH` or `redis://…`".into(),
+                    "--token-store must be `memory`, `sqlite:PATH`, `redis://…` or `postgres://…`"
+                        .into(),
                 ));
             };
             let store = match key {

@@ -1064,10 +1064,62 @@ fn client_credentials_with_a_redis_store_are_shared_and_its_password_kept_quiet(
 }
 
 #[test]
+fn a_postgres_store_is_migrated_on_request_then_shares_tokens() {
+    let server = obauth_test_peers::PostgresServer::start().unwrap();
+    let mock = MockServer::start();
+    let url = server.url();
+    let vars = [
+        ("OBAUTH_TOKEN_STORE", url.as_str()),
+        ("OBAUTH_TOKEN_STORE_TABLE", "tokens.cli"),
+    ];
+    let base = mock.base_url();
+    let credentials = |vars: &[(&str, &str)]| {
+        let mut args = vec![
+            "--base-url",
+            base.as_str(),
+            "--client-id",
+            obauth_mock::TRUELAYER_CLIENT_ID,
+            "--client-secret",
+            obauth_mock::TRUELAYER_CLIENT_SECRET,
+            "truelayer",
+        ];
+        args.extend(CREDENTIALS);
+        obauth_env(&args, vars)
+    };
+    // Not migrated: the error says what to do, and nothing is created.
+    let output = credentials(&vars);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("obauth store migrate"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains(server.password()),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
+    let migrated = obauth_env(&["store", "migrate", "--output", "json"], &vars);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    assert_eq!(json(&migrated)["migrated"], "\"tokens\".\"cli\"");
+    assert_eq!(json(&migrated)["schema_version"], 1);
+    let first = json(&credentials(&vars));
+    let second = json(&credentials(&vars));
+    assert_eq!(first["access_token"], second["access_token"]);
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 1);
+    let rows = server.psql("SELECT count(*) FROM tokens.cli").unwrap();
+    assert_eq!(rows.trim(), "1");
+    // Migrating a store that is not PostgreSQL is a usage error.
+    let output = obauth_env(&["store", "migrate"], &[("OBAUTH_TOKEN_STORE", "memory")]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
 fn token_store_mistakes_are_usage_errors() {
     let mock = MockServer::start();
     let dir = TempDir::new("mistakes");
-    let secretish = "postgres://:hunter2@127.0.0.1:1/0";
+    let secretish = "mysql://:hunter2@127.0.0.1:1/0";
     let output = tl_stored(&mock, secretish, &[], &CREDENTIALS);
     assert_eq!(output.status.code(), Some(2));
     assert!(!stderr(&output).contains("hunter2"), "{}", stderr(&output));

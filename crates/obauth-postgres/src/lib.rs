@@ -96,6 +96,9 @@ impl fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
+    /// The table layout this version creates and reads ([`SCHEMA_VERSION`]).
+    pub const SCHEMA_VERSION: i32 = SCHEMA_VERSION;
+
     /// A store at `url` (`postgres://user:password@host:port/database`, or any URL
     /// tokio-postgres reads), in the table `obauth_tokens` of the `public` schema, records not
     /// sealed. Nothing is connected until the first call.

@@ -390,6 +390,36 @@ pub trait AsyncTokenStore: Send + Sync {
     async fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError>;
 }
 
+#[async_trait::async_trait]
+impl<S: AsyncTokenStore + ?Sized> AsyncTokenStore for std::sync::Arc<S> {
+    async fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
+        (**self).load(key).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &StoreKey,
+        expect: Expect,
+        record: &TokenRecord,
+    ) -> Result<Cas, StoreError> {
+        (**self).compare_and_swap(key, expect, record).await
+    }
+
+    async fn try_lease(
+        &self,
+        key: &StoreKey,
+        holder: &LeaseHolder,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Lease, StoreError> {
+        (**self).try_lease(key, holder, ttl, now).await
+    }
+
+    async fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
+        (**self).release(key, holder).await
+    }
+}
+
 /// What a binding's token manager holds to reach its store: a cheap handle (an `Arc`),
 /// with a memory store for managers given none.
 pub trait StoreHandle: Clone + Send + Sync + 'static {

@@ -1,8 +1,9 @@
 //! A process that asks a token manager backed by SQLite or Redis for tokens, as a service
 //! replica would, for the process tests. Arguments, all `--name value` except the flags:
 //!
-//! * `--binding async|blocking`, `--store PATH|redis://…` (the async binding uses the
-//!   async Redis store), `--base URL` (the mock's TrueLayer origin)
+//! * `--binding async|blocking`, `--store PATH|redis://…|postgres://…` (the async binding
+//!   uses the async Redis store; PostgreSQL is async only), `--base URL` (the mock's
+//!   TrueLayer origin)
 //! * `--mode app` (client credentials, `payments`) or `--mode user --connection NAME`
 //! * `--callers N` concurrent callers (default 1), `--deadline-ms`, `--lease-poll-ms`
 //! * `--refresh`: a forced refresh (`refresh_now`) instead of `access_token`
@@ -65,7 +66,7 @@ impl<S> Hooked<S> {
 }
 
 #[async_trait::async_trait]
-impl AsyncTokenStore for Hooked<AsyncRedisStore> {
+impl<S: AsyncTokenStore> AsyncTokenStore for Hooked<S> {
     async fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
         self.inner.load(key).await
     }
@@ -246,14 +247,23 @@ fn run() -> Result<bool, String> {
     let results = match binding {
         "blocking" => blocking(base, open_sync()?, options, &plan)?,
         "async" => {
-            let store: obauth_async::Store = if redis {
-                let inner = AsyncRedisStore::open(location).map_err(|error| error.to_string())?;
+            let hooked = |inner: Arc<dyn AsyncTokenStore>| -> obauth_async::Store {
                 let hooked: Arc<dyn AsyncTokenStore> = Arc::new(Hooked {
                     inner,
                     hang_after_persist,
                     pause_before_persist,
                 });
                 hooked.into()
+            };
+            let store: obauth_async::Store = if redis {
+                hooked(Arc::new(
+                    AsyncRedisStore::open(location).map_err(|error| error.to_string())?,
+                ))
+            } else if location.starts_with("postgres://") {
+                hooked(Arc::new(
+                    obauth_async::PostgresStore::open(location)
+                        .map_err(|error| error.to_string())?,
+                ))
             } else {
                 open_sync()?.into()
             };

@@ -87,6 +87,18 @@ pub fn run(command: &mut Command) -> Output {
 
 /// Links, consents and exchanges a code on the mock; saves the connection as `alice`.
 pub fn connect(mock: &MockServer, store: Arc<dyn TokenStore>) {
+    let (client, token, requested_at) = exchange(mock);
+    UserTokens::from_token_response(&client, "alice", &token, requested_at, store).unwrap();
+}
+
+/// Links, consents and exchanges a code on the mock: the answer, and when it was asked for.
+pub fn exchange(
+    mock: &MockServer,
+) -> (
+    TrueLayerClient,
+    obauth_blocking::types::truelayer::token::TokenResponse,
+    SystemTime,
+) {
     let client = TrueLayerClient::builder(
         Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
         obauth_mock::TRUELAYER_CLIENT_ID,
@@ -110,5 +122,5 @@ pub fn connect(mock: &MockServer, store: Arc<dyn TokenStore>) {
     let token = client
         .exchange_code(callback.code, redirect, Some(pkce.verifier().clone()))
         .unwrap();
-    UserTokens::from_token_response(&client, "alice", &token, requested_at, store).unwrap();
+    (client, token, requested_at)
 }
