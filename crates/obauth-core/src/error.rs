@@ -626,6 +626,17 @@ impl StoreError {
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
     }
+
+    /// The same failure, saying that it came after the server rotated a refresh token.
+    pub(crate) fn after_rotation(mut self) -> Self {
+        self.message = format!(
+            "{} (after the server rotated the refresh token: the new one is kept in memory, \
+             and written before anything else on the next call)",
+            self.message
+        )
+        .into();
+        self
+    }
 }
 
 impl fmt::Display for StoreError {

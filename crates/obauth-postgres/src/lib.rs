@@ -397,10 +397,16 @@ impl AsyncTokenStore for PostgresStore {
     async fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
         self.bounded("read a record", async {
             let client = self.client().await?;
-            let row = client
-                .query_opt(&self.table.select(), &[&key.as_str()])
+            let fail = |error: tokio_postgres::Error| self.failure("read a record", &error);
+            // Prepared once per connection: a read is one round trip.
+            let select = client
+                .prepare_cached(&self.table.select())
                 .await
-                .map_err(|error| self.failure("read a record", &error))?;
+                .map_err(fail)?;
+            let row = client
+                .query_opt(&select, &[&key.as_str()])
+                .await
+                .map_err(fail)?;
             row.map(|row| self.stored(key, row.get(0), row.get(1)))
                 .transpose()
         })
@@ -420,23 +426,22 @@ impl AsyncTokenStore for PostgresStore {
             let fail = |error: tokio_postgres::Error| self.failure("write a record", &error);
             let transaction = client.transaction().await.map_err(fail)?;
             let bytes: &[u8] = &encoded;
+            let sql = match expect {
+                Expect::Absent => self.table.insert(),
+                Expect::Version(_) => self.table.update(),
+                Expect::Any => self.table.upsert(),
+            };
+            let write = transaction.prepare_cached(&sql).await.map_err(fail)?;
             let written = match expect {
-                Expect::Absent => transaction
-                    .query_opt(&self.table.insert(), &[&key.as_str(), &bytes, &expires])
-                    .await
-                    .map_err(fail)?,
                 Expect::Version(version) => {
                     let version = i64::try_from(version).unwrap_or(i64::MAX);
                     transaction
-                        .query_opt(
-                            &self.table.update(),
-                            &[&key.as_str(), &bytes, &expires, &version],
-                        )
+                        .query_opt(&write, &[&key.as_str(), &bytes, &expires, &version])
                         .await
                         .map_err(fail)?
                 }
-                Expect::Any => transaction
-                    .query_opt(&self.table.upsert(), &[&key.as_str(), &bytes, &expires])
+                Expect::Absent | Expect::Any => transaction
+                    .query_opt(&write, &[&key.as_str(), &bytes, &expires])
                     .await
                     .map_err(fail)?,
             };
@@ -446,8 +451,12 @@ impl AsyncTokenStore for PostgresStore {
                     Cas::Written(u64::try_from(version).unwrap_or_default())
                 }
                 None => {
+                    let select = transaction
+                        .prepare_cached(&self.table.select())
+                        .await
+                        .map_err(fail)?;
                     let current = transaction
-                        .query_opt(&self.table.select(), &[&key.as_str()])
+                        .query_opt(&select, &[&key.as_str()])
                         .await
                         .map_err(fail)?;
                     Cas::Conflict(

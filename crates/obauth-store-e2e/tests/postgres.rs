@@ -159,3 +159,93 @@ fn a_stopped_database_refuses_blind_refreshes_and_a_killed_one_keeps_every_commi
     assert_eq!(mock.revoked_grants(), 0);
     assert_eq!(mock.successful_refreshes(), refreshes + 4);
 }
+
+/// A store on which another writer lands a record between this manager's read and its write.
+struct Racing {
+    inner: PostgresStore,
+    other: PostgresStore,
+    theirs: obauth_async::core::store::TokenRecord,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl obauth_async::AsyncTokenStore for Racing {
+    async fn load(
+        &self,
+        key: &obauth_async::core::store::StoreKey,
+    ) -> Result<Option<obauth_async::core::store::Stored>, obauth_async::core::StoreError> {
+        self.inner.load(key).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &obauth_async::core::store::StoreKey,
+        expect: obauth_async::core::store::Expect,
+        record: &obauth_async::core::store::TokenRecord,
+    ) -> Result<obauth_async::core::store::Cas, obauth_async::core::StoreError> {
+        if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.other
+                .compare_and_swap(key, obauth_async::core::store::Expect::Any, &self.theirs)
+                .await?;
+        }
+        self.inner.compare_and_swap(key, expect, record).await
+    }
+
+    async fn try_lease(
+        &self,
+        key: &obauth_async::core::store::StoreKey,
+        holder: &obauth_async::core::store::LeaseHolder,
+        ttl: Duration,
+        now: std::time::SystemTime,
+    ) -> Result<obauth_async::core::store::Lease, obauth_async::core::StoreError> {
+        self.inner.try_lease(key, holder, ttl, now).await
+    }
+
+    async fn release(
+        &self,
+        key: &obauth_async::core::store::StoreKey,
+        holder: &obauth_async::core::store::LeaseHolder,
+    ) -> Result<(), obauth_async::core::StoreError> {
+        self.inner.release(key, holder).await
+    }
+}
+
+#[test]
+fn a_writer_that_loses_the_race_adopts_the_newer_record() {
+    let server = PostgresServer::start().unwrap();
+    let mock = MockServer::start();
+    runtime().block_on(async {
+        let store = PostgresStore::open(&server.url()).unwrap();
+        store.migrate().await.unwrap();
+        let theirs = obauth_async::core::store::TokenRecord {
+            access_token: Some(obauth_async::types::AccessToken::new("THEIRS")),
+            obtained_at: std::time::SystemTime::now(),
+            expires_in: 3600,
+            refresh_token: None,
+        };
+        let racing = Racing {
+            inner: store,
+            other: PostgresStore::open(&server.url()).unwrap(),
+            theirs,
+            raced: std::sync::atomic::AtomicBool::new(false),
+        };
+        let client = TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+            obauth_mock::TRUELAYER_CLIENT_ID,
+        )
+        .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+        .build()
+        .unwrap();
+        let source = obauth_async::TokenSource::truelayer(
+            client,
+            obauth_async::types::Scopes::from([obauth_async::types::truelayer::Scope::Payments]),
+        )
+        .with_store(obauth_async::Store::from_async(std::sync::Arc::new(racing)));
+        // Its own token was fetched, but the write found a newer record: that one is served.
+        let token = source.access_token().await.unwrap();
+        assert_eq!(token.expose_secret(), "THEIRS");
+        assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    });
+    let stored = server.psql("SELECT version FROM obauth_tokens").unwrap();
+    assert_eq!(stored.trim(), "1", "the loser did not overwrite the winner");
+}

@@ -594,7 +594,20 @@ impl<F: Flight> Fetch<F> {
                 self.state().set_current(&record, Age::new(sent), &expiry);
             }
             // A user's tokens are kept unsaved: the next fetch writes them first.
-            Err(error) => return self.finish(now, Err(Error::Store(error))),
+            Err(error) => {
+                let rotated = self.presented.as_ref().is_some_and(|presented| {
+                    record
+                        .refresh_token
+                        .as_ref()
+                        .is_some_and(|new| new.expose_secret() != presented.expose_secret())
+                });
+                let error = if rotated {
+                    error.after_rotation()
+                } else {
+                    error
+                };
+                return self.finish(now, Err(Error::Store(error)));
+            }
         }
         self.finish(now, then)
     }
