@@ -156,6 +156,20 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
         storm("revoked_grants")?,
         storm("seconds")?,
     );
+    let (pg_first_ob, pg_first_bare, pg_first_ratio) = (
+        store("postgres_first_read", "obauth_ns")?,
+        store("postgres_first_read", "reference_ns")?,
+        store("postgres_first_read", "ratio")?,
+    );
+    let pg_storm = |field: &str| store("postgres_storm", field);
+    let (pg_asked, pg_requests, pg_refused, pg_reuses, pg_revoked, pg_seconds) = (
+        pg_storm("refreshes_asked")?,
+        pg_storm("refresh_requests")?,
+        pg_storm("refused")?,
+        pg_storm("reuses")?,
+        pg_storm("revoked_grants")?,
+        pg_storm("seconds")?,
+    );
     let soak_field = |field: &str| store("soak", field);
     let (soak_seconds, soak_reads, soak_errors, soak_requests, soak_expected) = (
         soak_field("seconds")?,
@@ -342,6 +356,29 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
                     && storm_refused == 0.0
                     && storm_reuses == 0.0
                     && storm_revoked == 0.0,
+            ),
+        },
+        Row {
+            what: "8c. First access_token() of a process, served from PostgreSQL, async: read + adopt (vs a bare prepared SELECT of the record through a pool of the same kind)",
+            obauth: time(pg_first_ob),
+            reference: time(pg_first_bare),
+            ratio: format!("{pg_first_ratio:.2}×"),
+            goal: "≤ 1.5×",
+            met: Some(pg_first_ratio <= 1.5),
+        },
+        Row {
+            what: "9d. Refresh storm, 8 async processes × 20 refreshes of one connection on PostgreSQL, mock with reuse detection: refresh requests",
+            obauth: format!(
+                "{pg_requests:.0} requests in {pg_seconds:.2} s; {pg_refused:.0} refused, {pg_reuses:.0} reuses, {pg_revoked:.0} grants revoked"
+            ),
+            reference: format!("{pg_asked:.0} refreshes asked"),
+            ratio: "—".into(),
+            goal: "requests = refreshes; none refused",
+            met: Some(
+                pg_requests == pg_asked
+                    && pg_refused == 0.0
+                    && pg_reuses == 0.0
+                    && pg_revoked == 0.0,
             ),
         },
         Row {

@@ -10,6 +10,8 @@
 //! * how many token requests eight processes of fifty callers make on a cold Redis key, and
 //!   how many refresh requests eight processes make refreshing one user connection twenty
 //!   times each against obauth-mock with refresh-token reuse detection on;
+//! * the same first read served from PostgreSQL (async), against a bare `SELECT` of the
+//!   record through a pool of the same kind, and the refresh storm on PostgreSQL;
 //! * a soak: 1,000 async tasks and two threads reading continuously through SQLite-backed
 //!   sources while obauth-mock issues 2-second tokens: errors, token requests against the
 //!   number the expiry policy implies, and the read latency's p50/p99/max.
@@ -34,7 +36,7 @@ use obauth_blocking::types::truelayer::Scope;
 use obauth_blocking::types::{ClientSecret, Scopes};
 use obauth_blocking::{RedisStore, SqliteStore, TokenStore};
 use obauth_mock::{Endpoint, MockServer};
-use obauth_test_peers::RedisServer;
+use obauth_test_peers::{PostgresServer, RedisServer};
 use rusqlite::{Connection, OpenFlags};
 
 fn main() {
@@ -66,7 +68,11 @@ fn main() {
         .unwrap();
     let () = redis::cmd("FLUSHALL").query(&mut flush).unwrap();
     let redis_cold_start = cold_start(&base, &redis.url(), 8);
-    let refresh_storm = refresh_storm(&redis.url());
+    let redis_storm = refresh_storm(&redis.url());
+    let postgres = PostgresServer::start().unwrap();
+    let postgres_first_read =
+        postgres_first_read(&base, &postgres.url(), if smoke { 3 } else { 101 });
+    let postgres_storm = refresh_storm(&postgres.url());
     let soak = soak(
         &dir.0,
         if smoke {
@@ -81,7 +87,9 @@ fn main() {
         "cold_start": sqlite_cold_start,
         "redis_first_read": redis_first_read,
         "redis_cold_start": redis_cold_start,
-        "refresh_storm": refresh_storm,
+        "refresh_storm": redis_storm,
+        "postgres_first_read": postgres_first_read,
+        "postgres_storm": postgres_storm,
         "soak": soak,
     });
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/obauth-bench");
@@ -349,15 +357,31 @@ fn refresh_storm(url: &str) -> serde_json::Value {
     let callback = parse_callback(&mock.approve(&link).unwrap(), state).unwrap();
     let requested_at = SystemTime::now();
     let answer = client.exchange_code(callback.code, redirect, None).unwrap();
-    let store: Arc<dyn TokenStore> = Arc::new(RedisStore::open(url).unwrap());
-    obauth_blocking::UserTokens::from_token_response(
-        &client,
-        "storm",
-        &answer,
-        requested_at,
-        store,
-    )
-    .unwrap();
+    if url.starts_with("postgres://") {
+        runtime().block_on(async {
+            let store = obauth_async::PostgresStore::open(url).unwrap();
+            store.migrate().await.unwrap();
+            obauth_async::UserTokens::from_token_response(
+                &async_client(&mock.base_url()),
+                "storm",
+                &answer,
+                requested_at,
+                store,
+            )
+            .await
+            .unwrap();
+        });
+    } else {
+        let store: Arc<dyn TokenStore> = Arc::new(RedisStore::open(url).unwrap());
+        obauth_blocking::UserTokens::from_token_response(
+            &client,
+            "storm",
+            &answer,
+            requested_at,
+            store,
+        )
+        .unwrap();
+    }
     let exe = std::env::current_exe().unwrap();
     let began = Instant::now();
     let children: Vec<_> = (0..8)
@@ -385,11 +409,128 @@ fn refresh_storm(url: &str) -> serde_json::Value {
     })
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An async client of the mock at `base`.
+fn async_client(base: &str) -> obauth_async::TrueLayerClient {
+    obauth_async::TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(base).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .client_secret(ClientSecret::new(obauth_mock::TRUELAYER_CLIENT_SECRET))
+    .build()
+    .unwrap()
+}
+
+/// The first read of a process served from PostgreSQL (a fresh manager on a store whose
+/// pool is warm), paired against a bare `SELECT` of the record through a pool of the same
+/// kind with the statement prepared: one round trip each.
+fn postgres_first_read(base: &str, url: &str, rounds: usize) -> serde_json::Value {
+    let runtime = runtime();
+    runtime.block_on(async {
+        let store = Arc::new(obauth_async::PostgresStore::open(url).unwrap());
+        store.migrate().await.unwrap();
+        let client = obauth_async::TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(base).unwrap()),
+            "client-id",
+        )
+        .client_secret(ClientSecret::new("client-secret"))
+        .build()
+        .unwrap();
+        let source = |store: &Arc<obauth_async::PostgresStore>| {
+            let store: Arc<dyn obauth_async::AsyncTokenStore> = store.clone();
+            obauth_async::TokenSource::truelayer(client.clone(), Scopes::from([Scope::Payments]))
+                .with_store(obauth_async::Store::from_async(store))
+        };
+        let writer = source(&store);
+        writer.access_token().await.unwrap();
+        let key = writer.key().as_str().to_owned();
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+            config,
+            tokio_postgres::NoTls,
+        ))
+        .max_size(4)
+        .build()
+        .unwrap();
+        let bare = || async {
+            let client = pool.get().await.unwrap();
+            let select = client
+                .prepare_cached(
+                    "SELECT version, record FROM \"public\".\"obauth_tokens\" WHERE key = $1",
+                )
+                .await
+                .unwrap();
+            let row = client.query_opt(&select, &[&key]).await.unwrap().unwrap();
+            let record: (i64, Vec<u8>) = (row.get(0), row.get(1));
+            black_box(record);
+        };
+        let ours = || async {
+            black_box(source(&store).access_token().await.unwrap());
+        };
+        // Warm both (connections made, statements prepared).
+        for _ in 0..3 {
+            ours().await;
+            bare().await;
+        }
+        let before = obauth_bench::requests();
+        let (mut ours_ns, mut bare_ns, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let (a, b) = if round % 2 == 0 {
+                let began = Instant::now();
+                ours().await;
+                let a = began.elapsed();
+                let began = Instant::now();
+                bare().await;
+                (a, began.elapsed())
+            } else {
+                let began = Instant::now();
+                bare().await;
+                let b = began.elapsed();
+                let began = Instant::now();
+                ours().await;
+                (began.elapsed(), b)
+            };
+            ratios.push(a.as_secs_f64() / b.as_secs_f64());
+            ours_ns.push(a.as_nanos() as f64);
+            bare_ns.push(b.as_nanos() as f64);
+        }
+        assert_eq!(
+            obauth_bench::requests(),
+            before,
+            "every first read was served from PostgreSQL"
+        );
+        serde_json::json!({
+            "rounds": rounds,
+            "obauth_ns": median(ours_ns),
+            "reference_ns": median(bare_ns),
+            "ratio": median(ratios),
+        })
+    })
+}
+
 /// Refreshes per storm process.
 const STORM_REFRESHES: usize = 20;
 
-/// One of the storm processes: refreshes the connection, one refresh after another.
+/// One of the storm processes: refreshes the connection, one refresh after another (async
+/// on PostgreSQL, whose store is async only; blocking otherwise).
 fn storm_worker(url: &str, base: &str) {
+    if url.starts_with("postgres://") {
+        runtime().block_on(async {
+            let store = obauth_async::PostgresStore::open(url).unwrap();
+            let tokens =
+                obauth_async::UserTokens::open(&async_client(base), "storm", store).unwrap();
+            for _ in 0..STORM_REFRESHES {
+                tokens.refresh_now().await.unwrap();
+            }
+        });
+        return;
+    }
     let client = obauth_blocking::TrueLayerClient::builder(
         Environment::Custom(BaseUrl::parse(base).unwrap()),
         obauth_mock::TRUELAYER_CLIENT_ID,
