@@ -359,7 +359,7 @@ pub(crate) fn render(root: &Path) -> Result<String, String> {
             ),
         },
         Row {
-            what: "8c. First access_token() of a process, served from PostgreSQL, async: read + adopt (vs a bare prepared SELECT of the record through a pool of the same kind)",
+            what: "8c. First access_token() of a process, served from PostgreSQL, async: read + adopt (vs a bare prepared SELECT of the record on the same pool)",
             obauth: time(pg_first_ob),
             reference: time(pg_first_bare),
             ratio: format!("{pg_first_ratio:.2}×"),

@@ -11,7 +11,7 @@
 //!   how many refresh requests eight processes make refreshing one user connection twenty
 //!   times each against obauth-mock with refresh-token reuse detection on;
 //! * the same first read served from PostgreSQL (async), against a bare `SELECT` of the
-//!   record through a pool of the same kind, and the refresh storm on PostgreSQL;
+//!   record on the same pool, and the refresh storm on PostgreSQL;
 //! * a soak: 1,000 async tasks and two threads reading continuously through SQLite-backed
 //!   sources while obauth-mock issues 2-second tokens: errors, token requests against the
 //!   number the expiry policy implies, and the read latency's p50/p99/max.
@@ -428,12 +428,21 @@ fn async_client(base: &str) -> obauth_async::TrueLayerClient {
 }
 
 /// The first read of a process served from PostgreSQL (a fresh manager on a store whose
-/// pool is warm), paired against a bare `SELECT` of the record through a pool of the same
-/// kind with the statement prepared: one round trip each.
+/// pool is warm), paired against a bare `SELECT` of the record through the same pool, the
+/// statement prepared: one round trip each.
 fn postgres_first_read(base: &str, url: &str, rounds: usize) -> serde_json::Value {
     let runtime = runtime();
     runtime.block_on(async {
-        let store = Arc::new(obauth_async::PostgresStore::open(url).unwrap());
+        // One pool for both sides: the store's reads and the bare SELECT share connections.
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+            config,
+            tokio_postgres::NoTls,
+        ))
+        .max_size(4)
+        .build()
+        .unwrap();
+        let store = Arc::new(obauth_async::PostgresStore::from_pool(pool.clone(), None));
         store.migrate().await.unwrap();
         let client = obauth_async::TrueLayerClient::builder(
             Environment::Custom(BaseUrl::parse(base).unwrap()),
@@ -450,14 +459,6 @@ fn postgres_first_read(base: &str, url: &str, rounds: usize) -> serde_json::Valu
         let writer = source(&store);
         writer.access_token().await.unwrap();
         let key = writer.key().as_str().to_owned();
-        let config: tokio_postgres::Config = url.parse().unwrap();
-        let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
-            config,
-            tokio_postgres::NoTls,
-        ))
-        .max_size(4)
-        .build()
-        .unwrap();
         let bare = || async {
             let client = pool.get().await.unwrap();
             let select = client
@@ -473,8 +474,8 @@ fn postgres_first_read(base: &str, url: &str, rounds: usize) -> serde_json::Valu
         let ours = || async {
             black_box(source(&store).access_token().await.unwrap());
         };
-        // Warm both (connections made, statements prepared).
-        for _ in 0..3 {
+        // Warm both (connections made, statements prepared, plans settled).
+        for _ in 0..200 {
             ours().await;
             bare().await;
         }

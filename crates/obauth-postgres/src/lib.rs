@@ -46,7 +46,7 @@ use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, PoolError, RecyclingMethod};
 use obauth_core::OsRandom;
 use obauth_core::store::{
     AsyncTokenStore, Cas, Expect, Lease, LeaseHolder, SealingKey, StoreKey, Stored, TokenRecord,
@@ -59,6 +59,8 @@ use zeroize::Zeroizing;
 
 pub use sql::SCHEMA_VERSION;
 use sql::Table;
+
+pub use deadpool_postgres::Pool;
 
 /// How long one call may take (a connection from the pool, the statements, the commit)
 /// before it fails as unavailable.
@@ -75,7 +77,8 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 pub struct PostgresStore {
     pool: Pool,
     /// What the pool connects with (password included): only to build the pool again.
-    config: tokio_postgres::Config,
+    /// `None` for a pool the application gave.
+    config: Option<tokio_postgres::Config>,
     shown: String,
     table: Table,
     sealing: Option<SealingKey>,
@@ -133,7 +136,7 @@ impl PostgresStore {
             .application_name("obauth");
         let store = Self {
             pool: pool(config.clone(), DEFAULT_TIMEOUT, DEFAULT_POOL_SIZE)?,
-            config,
+            config: Some(config),
             shown,
             table: Table::default(),
             sealing,
@@ -141,6 +144,21 @@ impl PostgresStore {
             leases: Mutex::new(HashMap::new()),
         };
         Ok(store)
+    }
+
+    /// A store on a pool the application already has (its own size and timeouts; each call
+    /// is still bounded by [`with_timeout`](Self::with_timeout)), records sealed with `key`
+    /// if given. Leases take connections out of that pool while they are held.
+    pub fn from_pool(pool: Pool, key: Option<SealingKey>) -> Self {
+        Self {
+            pool,
+            config: None,
+            shown: "(the application's pool)".to_owned(),
+            table: Table::default(),
+            sealing: key,
+            timeout: DEFAULT_TIMEOUT,
+            leases: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Keeps the records in `schema`.`table` (default `public`.`obauth_tokens`): names of
@@ -159,8 +177,10 @@ impl PostgresStore {
                 "the PostgreSQL timeout must be above zero and at most 60 s",
             ));
         }
-        self.config.connect_timeout(timeout);
-        self.pool = pool(self.config.clone(), timeout, self.pool.status().max_size)?;
+        if let Some(config) = self.config.as_mut() {
+            config.connect_timeout(timeout);
+            self.pool = pool(config.clone(), timeout, self.pool.status().max_size)?;
+        }
         self.timeout = timeout;
         Ok(self)
     }

@@ -353,3 +353,50 @@ async fn a_stopped_server_is_unavailable_in_bounded_time_and_a_restart_is_picked
     assert_eq!(stored.version, 2);
     assert_eq!(stored.record, record("a2", "r2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_on_the_applications_own_pool_shares_it() {
+    let server = PostgresServer::start().unwrap();
+    let config: tokio_postgres::Config = server.url().parse().unwrap();
+    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+        config,
+        tokio_postgres::NoTls,
+    ))
+    .max_size(2)
+    .build()
+    .unwrap();
+    let store = PostgresStore::from_pool(pool.clone(), None)
+        .with_timeout(Duration::from_secs(2))
+        .unwrap();
+    store.migrate().await.unwrap();
+    let key = key("pooled");
+    store
+        .compare_and_swap(&key, Expect::Absent, &record("a", "r"))
+        .await
+        .unwrap();
+    // The application's own queries see the record on the same pool.
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT version FROM obauth_tokens WHERE key = $1",
+            &[&key.as_str()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    drop(client);
+    // A lease holds one of its connections until released.
+    let holder = holder();
+    let now = SystemTime::now();
+    assert_eq!(
+        store
+            .try_lease(&key, &holder, Duration::from_secs(5), now)
+            .await
+            .unwrap(),
+        Lease::Granted
+    );
+    assert_eq!(pool.status().size - pool.status().available, 1);
+    store.release(&key, &holder).await.unwrap();
+    assert_eq!(pool.status().size - pool.status().available, 0);
+    assert!(format!("{store:?}").contains("application's pool"));
+}
