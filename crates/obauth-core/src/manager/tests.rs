@@ -943,6 +943,16 @@ fn an_outage_is_noticed_once_and_its_end_once() {
     let mut driver = Driver::new(&Sealed, user_key(), now);
     assert!(driver.run(lead(&user, now)).is_err());
     assert!(driver.notices.is_empty());
+    // What the bindings log: a warning naming the error, then a line at information level.
+    let down = Notice::StoreUnavailable(StoreError::new(StoreErrorKind::Unavailable, "refused"));
+    assert!(down.is_warning());
+    assert!(!Notice::StoreBack.is_warning());
+    let text = down.to_string();
+    assert!(
+        text.starts_with("token store unavailable (token store: refused)"),
+        "{text}"
+    );
+    assert_eq!(Notice::StoreBack.to_string(), "token store answers again");
 }
 
 #[test]

@@ -557,6 +557,114 @@ mod tests {
         );
     }
 
+    /// A memory store behind async methods.
+    struct Async(MemoryStore);
+
+    #[async_trait::async_trait]
+    impl AsyncTokenStore for Async {
+        async fn load(&self, key: &StoreKey) -> Result<Option<Stored>, StoreError> {
+            self.0.load(key)
+        }
+        async fn compare_and_swap(
+            &self,
+            key: &StoreKey,
+            expect: Expect,
+            record: &TokenRecord,
+        ) -> Result<Cas, StoreError> {
+            self.0.compare_and_swap(key, expect, record)
+        }
+        async fn try_lease(
+            &self,
+            key: &StoreKey,
+            holder: &LeaseHolder,
+            ttl: Duration,
+            now: SystemTime,
+        ) -> Result<Lease, StoreError> {
+            self.0.try_lease(key, holder, ttl, now)
+        }
+        async fn release(&self, key: &StoreKey, holder: &LeaseHolder) -> Result<(), StoreError> {
+            self.0.release(key, holder)
+        }
+    }
+
+    /// The value of a future that is ready at its first poll (these are: no I/O).
+    fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(value) => value,
+            std::task::Poll::Pending => panic!("a memory store waited"),
+        }
+    }
+
+    #[test]
+    fn an_arc_of_an_async_store_is_that_store() {
+        let store: std::sync::Arc<dyn AsyncTokenStore> =
+            std::sync::Arc::new(Async(MemoryStore::new()));
+        let shared = std::sync::Arc::new(store);
+        let key = StoreKey::client_credentials("u", "c", "m", "s");
+        let record = TokenRecord {
+            access_token: Some(AccessToken::new("a")),
+            obtained_at: SystemTime::UNIX_EPOCH,
+            expires_in: 1,
+            refresh_token: None,
+        };
+        // Through the Arc<Arc<dyn …>> impl: every call reaches the store.
+        assert_eq!(
+            now(AsyncTokenStore::compare_and_swap(
+                &shared,
+                &key,
+                Expect::Absent,
+                &record
+            ))
+            .unwrap(),
+            Cas::Written(1)
+        );
+        assert_eq!(
+            now(AsyncTokenStore::load(&shared, &key))
+                .unwrap()
+                .unwrap()
+                .record,
+            record
+        );
+        let (a, b) = (LeaseHolder::unique(), LeaseHolder::unique());
+        let ttl = Duration::from_secs(9);
+        assert_eq!(
+            now(AsyncTokenStore::try_lease(
+                &shared,
+                &key,
+                &a,
+                ttl,
+                SystemTime::now()
+            ))
+            .unwrap(),
+            Lease::Granted
+        );
+        assert!(matches!(
+            now(AsyncTokenStore::try_lease(
+                &shared,
+                &key,
+                &b,
+                ttl,
+                SystemTime::now()
+            ))
+            .unwrap(),
+            Lease::Held { .. }
+        ));
+        now(AsyncTokenStore::release(&shared, &key, &a)).unwrap();
+        assert_eq!(
+            now(AsyncTokenStore::try_lease(
+                &shared,
+                &key,
+                &b,
+                ttl,
+                SystemTime::now()
+            ))
+            .unwrap(),
+            Lease::Granted
+        );
+    }
+
     #[test]
     fn expectations() {
         assert!(Expect::Absent.holds(None));
