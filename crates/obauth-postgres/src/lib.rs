@@ -84,7 +84,7 @@ pub struct PostgresStore {
     sealing: Option<SealingKey>,
     timeout: Duration,
     /// The connections that hold this process's leases, by key and holder.
-    leases: Mutex<HashMap<(String, LeaseHolder), Object>>,
+    leases: Mutex<HashMap<(String, LeaseHolder), LeaseConnection>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -369,6 +369,38 @@ impl PostgresStore {
     }
 }
 
+/// A connection that may hold an advisory lock. Dropped without [`give_back`](Self::give_back)
+/// (a lease never released, its time run out, a call cancelled mid-way, the store dropped),
+/// it is closed rather than pooled: the server lets the lock go with the session, and no
+/// other caller is handed a connection that still holds it.
+struct LeaseConnection {
+    client: Option<Object>,
+    /// When the lease runs out in this process (its time to live from when it was taken).
+    until: std::time::Instant,
+}
+
+impl LeaseConnection {
+    fn client(&self) -> &Object {
+        // Only `give_back` and `Drop` take it out, and both consume the value.
+        self.client
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a lease connection is taken once"))
+    }
+
+    /// Returns the connection to the pool: only once it holds no lock.
+    fn give_back(mut self) {
+        drop(self.client.take());
+    }
+}
+
+impl Drop for LeaseConnection {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
+        }
+    }
+}
+
 /// A pool of at most `size` connections to `config`, each waited for, made and checked
 /// within `timeout`.
 fn pool(
@@ -500,24 +532,34 @@ impl AsyncTokenStore for PostgresStore {
         now: SystemTime,
     ) -> Result<Lease, StoreError> {
         let id = (key.as_str().to_owned(), *holder);
-        if self
-            .leases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&id)
         {
-            // Held on its own connection since it was taken: nothing to renew.
-            return Ok(Lease::Granted);
+            let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+            // Leases that ran out without being given back (a fetch dropped mid-way) end
+            // here: their connections close, and the server lets the locks go.
+            let instant = std::time::Instant::now();
+            leases.retain(|_, held| held.until > instant);
+            if leases.contains_key(&id) {
+                // Held on its own connection since it was taken: nothing to renew.
+                return Ok(Lease::Granted);
+            }
         }
         let lock = self.table.lease_lock(key);
         self.bounded("take a lease", async {
-            let client = self.client().await?;
-            let taken: bool = client
+            let connection = LeaseConnection {
+                client: Some(self.client().await?),
+                until: std::time::Instant::now()
+                    .checked_add(ttl)
+                    .unwrap_or_else(std::time::Instant::now),
+            };
+            // Cancelled from here on (the timeout), `connection` is closed, not pooled.
+            let taken: bool = connection
+                .client()
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&lock])
                 .await
                 .map_err(|error| self.failure("take a lease", &error))?
                 .get(0);
             if !taken {
+                connection.give_back();
                 // The holder keeps it until it releases or its session ends: look again
                 // after the poll interval (the machine sleeps the shorter of the two).
                 return Ok(Lease::Held {
@@ -527,7 +569,7 @@ impl AsyncTokenStore for PostgresStore {
             self.leases
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, client);
+                .insert(id, connection);
             Ok(Lease::Granted)
         })
         .await
@@ -539,21 +581,26 @@ impl AsyncTokenStore for PostgresStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(key.as_str().to_owned(), *holder));
-        let Some(client) = held else {
+        let Some(connection) = held else {
             return Ok(());
         };
         let lock = self.table.lease_lock(key);
         let unlocked = tokio::time::timeout(
             self.timeout,
-            client.query_one("SELECT pg_advisory_unlock($1)", &[&lock]),
+            connection
+                .client()
+                .query_one("SELECT pg_advisory_unlock($1)", &[&lock]),
         )
         .await;
         match unlocked {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                connection.give_back();
+                Ok(())
+            }
             failed => {
                 // The lock may still be held by this session: the connection is closed, not
                 // pooled, and the server lets the lock go with it.
-                drop(Object::take(client));
+                drop(connection);
                 match failed {
                     Ok(Err(error)) => Err(self.failure("give a lease back", &error)),
                     _ => Err(StoreError::new(

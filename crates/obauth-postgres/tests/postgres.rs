@@ -400,3 +400,74 @@ async fn a_store_on_the_applications_own_pool_shares_it() {
     assert_eq!(pool.status().size - pool.status().available, 0);
     assert!(format!("{store:?}").contains("application's pool"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_never_given_back_ends_with_its_time_or_its_store_and_never_returns_to_the_pool() {
+    let server = PostgresServer::start().unwrap();
+    let advisory = || {
+        server
+            .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let config: tokio_postgres::Config = server.url().parse().unwrap();
+    let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
+        config,
+        tokio_postgres::NoTls,
+    ))
+    .max_size(4)
+    .build()
+    .unwrap();
+    let store = PostgresStore::from_pool(pool.clone(), None);
+    store.migrate().await.unwrap();
+    let key = key("forgotten");
+    let now = SystemTime::now();
+    // Taken for 200 ms and never given back (a fetch dropped mid-way).
+    assert_eq!(
+        store
+            .try_lease(&key, &holder(), Duration::from_millis(200), now)
+            .await
+            .unwrap(),
+        Lease::Granted
+    );
+    assert_eq!(advisory(), "1");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Its time is up: the next caller in this process ends it and takes the lease.
+    let next = holder();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store
+        .try_lease(&key, &next, Duration::from_secs(30), now)
+        .await
+        .unwrap()
+        != Lease::Granted
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run-out lease stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(advisory(), "1");
+    // The store dropped while holding it: its connection is closed, not handed back to the
+    // application's pool still holding the lock.
+    drop(store);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while advisory() != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a pooled connection kept the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = pool.get().await.unwrap();
+    let held: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0);
+}
