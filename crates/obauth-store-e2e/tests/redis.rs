@@ -252,7 +252,28 @@ fn a_holder_paused_past_its_lease_cannot_overwrite_the_newer_record() {
             "{stale_binding}: the stale holder overwrote the record"
         );
         assert!(!rest.contains("persisting\npersisting"), "{rest}");
+        // It adopted the newer record instead of serving its own token.
+        assert_eq!(rest.trim(), format!("ok {}", fresh[0]), "{stale_binding}");
     }
+}
+
+#[test]
+fn rediss_works_in_a_program_that_links_both_rustls_crypto_providers() {
+    // This test binary links rustls with ring (ureq) and aws-lc-rs (reqwest): rustls then
+    // panics on a TLS client config unless someone chose a provider, which the store does.
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let redis = RedisServer::start_tls(&cert.pem(), &signing_key.serialize_pem()).unwrap();
+    let store = RedisStore::open(&redis.url())
+        .unwrap()
+        .with_root_certificate(cert.pem().as_bytes())
+        .unwrap();
+    assert_eq!(
+        store
+            .load(&StoreKey::client_credentials("u", "c", "m", "s"))
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
