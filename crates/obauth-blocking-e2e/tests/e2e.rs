@@ -20,7 +20,7 @@ use obauth_blocking::core::truelayer::auth_dialog::{AuthDialog, parse_callback};
 use obauth_blocking::core::truelayer::auth_link::{AuthLink, ReauthLink};
 use obauth_blocking::core::worldline::WorldlineAuth;
 use obauth_blocking::core::worldline::assertion::{
-    AssertionConfig, RsaKeySigner, SigningCertificate,
+    AssertionConfig, KeyError, RsaKeySigner, SigningCertificate,
 };
 use obauth_blocking::core::{
     BaseUrl, OsRandom, StoreError, StoreErrorKind, TimeoutPhase, TransportErrorKind, random,
@@ -272,8 +272,7 @@ fn worldline_client_assertion() {
         kid,
         "obauth and the mock agree on the kid"
     );
-    let client = |private_pem: &str, audience: Option<&str>| {
-        let signer = RsaKeySigner::from_pem(private_pem, &certificate).unwrap();
+    let client = |signer: RsaKeySigner, audience: Option<&str>| {
         let mut assertion = AssertionConfig::new(signer).unwrap();
         if let Some(audience) = audience {
             assertion = assertion.with_audience(audience);
@@ -288,17 +287,24 @@ fn worldline_client_assertion() {
         .build()
         .unwrap()
     };
-    let good = client(&identity.private_key_pem, None);
+    let signer = || RsaKeySigner::from_pem(&identity.private_key_pem, &certificate).unwrap();
+    let good = client(signer(), None);
     // Two in a row: each carries a fresh jti.
     good.token(Scopes::from([worldline::Scope::Vop])).unwrap();
     good.token(Scopes::from([worldline::Scope::Vop])).unwrap();
-    let error = client(&identity.private_key_pem, Some("https://elsewhere.example"))
+    let error = client(signer(), Some("https://elsewhere.example"))
         .token(Scopes::from([worldline::Scope::Vop]))
         .unwrap_err();
     assert_eq!(error.api_code(), Some(&ErrorCode::InvalidClient));
-    // The right kid but another key: the signature does not verify.
+    // Another key with the certificate: refused when the signer is made, before a request.
     let impostor = SigningIdentity::generate().unwrap();
-    let error = client(&impostor.private_key_pem, None)
+    assert_eq!(
+        RsaKeySigner::from_pem(&impostor.private_key_pem, &certificate).unwrap_err(),
+        KeyError::DoesNotMatchCertificate
+    );
+    // Forced through with the right kid and no certificate to check: the server refuses.
+    let forced = RsaKeySigner::from_pem_with_key_id(&impostor.private_key_pem, &kid).unwrap();
+    let error = client(forced, None)
         .token(Scopes::from([worldline::Scope::Vop]))
         .unwrap_err();
     assert_eq!(error.api_code(), Some(&ErrorCode::InvalidClient));

@@ -90,6 +90,12 @@ impl From<obauth_blocking::core::InvalidInput> for Problem {
     }
 }
 
+impl From<obauth_blocking::core::worldline::assertion::KeyError> for Problem {
+    fn from(error: obauth_blocking::core::worldline::assertion::KeyError) -> Self {
+        Problem::Usage(error.to_string())
+    }
+}
+
 fn timeouts(global: &Global) -> Result<Timeouts, Problem> {
     if !(global.timeout.is_finite() && global.timeout > 0.0 && global.timeout <= 3600.0) {
         return Err(Problem::Usage(

@@ -339,6 +339,34 @@ fn worldline_with_a_secret_and_with_an_assertion() {
             .unwrap()
             .starts_with("wl-at-")
     );
+    // A key that is not the certificate's is refused before any request, as a usage error.
+    let other = SigningIdentity::generate().unwrap();
+    let other_key = temp_file("other-key.pem", &other.private_key_pem);
+    let before = mock.requests(obauth_mock::Endpoint::WorldlineToken);
+    let mismatch = obauth(&[
+        "--base-url",
+        &base,
+        "--client-id",
+        "5734699",
+        "worldline",
+        "token",
+        "--realm",
+        "jwt",
+        "--scope",
+        "VOP",
+        "--private-key",
+        other_key.to_str().unwrap(),
+        "--certificate",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(mismatch.status.code(), Some(2), "{}", stderr(&mismatch));
+    assert!(
+        stderr(&mismatch).contains("does not belong to the certificate"),
+        "{}",
+        stderr(&mismatch)
+    );
+    assert_eq!(mock.requests(obauth_mock::Endpoint::WorldlineToken), before);
+    let _ = std::fs::remove_file(other_key);
     // The secret can come from a file too.
     let secret = temp_file(
         "secret",

@@ -154,9 +154,11 @@ async fn async_refusals_carry_the_servers_codes() {
         .unwrap_err();
     refused(error, ErrorCode::InvalidScope, SECRET);
 
-    // A key the server does not know under the registered kid: the signature fails.
+    // A key the server does not know under the registered kid (forced past obauth's own
+    // check, which refuses it against the certificate): the signature fails.
     let stranger = SigningIdentity::generate().unwrap();
-    let auth = WorldlineAuth::Assertion(assertion(&peer, &stranger.private_key_pem));
+    let forced = RsaKeySigner::from_pem_with_key_id(&stranger.private_key_pem, &peer.kid).unwrap();
+    let auth = WorldlineAuth::Assertion(AssertionConfig::new(forced).unwrap());
     let error = async_client(&peer, JWT_CLIENT, auth)
         .token(vop_wero())
         .await

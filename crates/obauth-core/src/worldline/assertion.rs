@@ -5,9 +5,10 @@
 //! `aud` a single string (default: the realm's issuer URL), `iat`, `exp` (default 60 s
 //! later, Keycloak's default maximum) and a fresh random `jti` (Keycloak refuses reuse).
 //!
-//! The private key is parsed once, when the [`RsaKeySigner`] is made; each assertion then
-//! costs one signature. The header is encoded once too. To sign with a key held elsewhere
-//! (HSM, KMS), implement [`AssertionSigner`].
+//! The private key is parsed once, when the [`RsaKeySigner`] is made (and checked against
+//! the certificate there); each assertion then costs one signature, computed by the RSA
+//! library the binding already links for TLS ([`RsaBackend`]). The header is encoded once
+//! too. To sign with a key held elsewhere (HSM, KMS), implement [`AssertionSigner`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,17 +17,12 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use obauth_types::ClientAssertion;
-use rsa::PrivateKey;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs1v15::SigningKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
-use rsa::traits::PublicKeyParts;
 use serde::Serialize;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha1::{Digest, Sha1};
 use zeroize::Zeroizing;
 
+pub use super::signer::{KeyError, MIN_RSA_BITS, RsaBackend, RsaKeySigner};
+use super::signer::{RSA_ENCRYPTION, RsaPublic};
 use crate::error::{Error, InvalidInput, SigningError};
 use crate::random::{RandomSource, random_token};
 
@@ -34,8 +30,6 @@ use crate::random::{RandomSource, random_token};
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// The longest lifetime obauth accepts.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
-/// The smallest RSA modulus obauth signs with.
-pub const MIN_RSA_BITS: usize = 2048;
 
 /// Signs client assertions with RS256.
 ///
@@ -50,10 +44,12 @@ pub trait AssertionSigner: Send + Sync {
     fn sign_rs256(&self, signing_input: &[u8]) -> Result<Vec<u8>, SigningError>;
 }
 
-/// The certificate Worldline registered for the client; obauth needs only its fingerprint.
+/// The certificate Worldline registered for the client: its fingerprint is the `kid`, and
+/// its public key is what an [`RsaKeySigner`]'s private key must match.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningCertificate {
     fingerprint: String,
+    rsa_public: Option<RsaPublic>,
 }
 
 impl SigningCertificate {
@@ -65,16 +61,26 @@ impl SigningCertificate {
 
     /// Reads a DER-encoded certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, InvalidInput> {
-        // An X.509 certificate is a DER SEQUENCE; a full parse is not needed for a hash.
-        if der.len() < 64 || der[0] != 0x30 {
-            return Err(InvalidInput::new(
-                "certificate",
-                "not a DER-encoded X.509 certificate",
-            ));
-        }
+        use der::Decode;
+        use x509_cert::certificate::{CertificateInner, Raw};
+        // The `Raw` profile reads what RFC 5280 allows and what real CAs issue beside it
+        // (negative serial numbers, odd time encodings): only the public key is needed.
+        let certificate = CertificateInner::<Raw>::from_der(der)
+            .map_err(|_| InvalidInput::new("certificate", "not a DER-encoded X.509 certificate"))?;
+        let spki = certificate.tbs_certificate().subject_public_key_info();
+        let rsa_public = (spki.algorithm.oid == RSA_ENCRYPTION)
+            .then(|| spki.subject_public_key.as_bytes())
+            .flatten()
+            .and_then(RsaPublic::from_pkcs1_der);
         Ok(Self {
             fingerprint: upper_hex(&Sha1::digest(der)),
+            rsa_public,
         })
+    }
+
+    /// The certificate's RSA public key; `None` when it holds another kind of key.
+    pub(crate) fn rsa_public(&self) -> Option<&RsaPublic> {
+        self.rsa_public.as_ref()
     }
 
     /// The SHA-1 fingerprint of the DER, upper-case hex without separators
@@ -92,71 +98,6 @@ impl fmt::Debug for SigningCertificate {
     }
 }
 
-/// An RSA private key, parsed once, that signs assertions in-process.
-pub struct RsaKeySigner {
-    key: SigningKey<Sha256>,
-    key_id: String,
-}
-
-impl RsaKeySigner {
-    /// Parses a PEM private key (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) and uses
-    /// `certificate`'s fingerprint as `kid`.
-    pub fn from_pem(
-        private_key_pem: &str,
-        certificate: &SigningCertificate,
-    ) -> Result<Self, InvalidInput> {
-        Self::from_pem_with_key_id(private_key_pem, certificate.sha1_fingerprint())
-    }
-
-    /// The same with an explicit `kid`.
-    pub fn from_pem_with_key_id(private_key_pem: &str, key_id: &str) -> Result<Self, InvalidInput> {
-        let (label, der) = pem_block(
-            private_key_pem,
-            &["RSA PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY"],
-            "private key",
-        )?;
-        let key = match label {
-            "RSA PRIVATE KEY" => PrivateKey::from_pkcs1_der(&der).map_err(|_| bad_key()),
-            "PRIVATE KEY" => PrivateKey::from_pkcs8_der(&der).map_err(|_| bad_key()),
-            _ => {
-                return Err(InvalidInput::new(
-                    "private key",
-                    "is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)",
-                ));
-            }
-        };
-        Self::new(key?, key_id)
-    }
-
-    /// Parses a DER private key, PKCS#8 or PKCS#1.
-    pub fn from_der(der: &[u8], certificate: &SigningCertificate) -> Result<Self, InvalidInput> {
-        let key = PrivateKey::from_pkcs8_der(der)
-            .or_else(|_| PrivateKey::from_pkcs1_der(der))
-            .map_err(|_| bad_key())?;
-        Self::new(key, certificate.sha1_fingerprint())
-    }
-
-    /// Wraps an already parsed key.
-    pub fn new(key: PrivateKey, key_id: &str) -> Result<Self, InvalidInput> {
-        if key.size() * 8 < MIN_RSA_BITS {
-            return Err(InvalidInput::new(
-                "private key",
-                "RSA keys shorter than 2048 bits are refused",
-            ));
-        }
-        if key_id.is_empty() || key_id.chars().any(char::is_control) {
-            return Err(InvalidInput::new(
-                "key id",
-                "must be non-empty printable text",
-            ));
-        }
-        Ok(Self {
-            key: SigningKey::new(key),
-            key_id: key_id.to_owned(),
-        })
-    }
-}
-
 fn check_key_id(key_id: &str) -> Result<(), InvalidInput> {
     if key_id.trim().is_empty() || key_id.chars().any(char::is_control) {
         Err(InvalidInput::new(
@@ -165,34 +106,6 @@ fn check_key_id(key_id: &str) -> Result<(), InvalidInput> {
         ))
     } else {
         Ok(())
-    }
-}
-
-fn bad_key() -> InvalidInput {
-    InvalidInput::new("private key", "not a readable RSA private key")
-}
-
-impl AssertionSigner for RsaKeySigner {
-    fn key_id(&self) -> &str {
-        &self.key_id
-    }
-
-    fn sign_rs256(&self, signing_input: &[u8]) -> Result<Vec<u8>, SigningError> {
-        // Blinded with the OS random source (the `getrandom` feature of `rsa`), not with
-        // the caller's `RandomSource`: blinding must never be predictable, and it does not
-        // change the signature, which is deterministic, so tests lose nothing.
-        self.key
-            .try_sign(signing_input)
-            .map(|signature| signature.to_vec())
-            .map_err(|_| SigningError::new("the RSA signature operation failed"))
-    }
-}
-
-impl fmt::Debug for RsaKeySigner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RsaKeySigner")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
     }
 }
 
@@ -326,7 +239,7 @@ impl fmt::Debug for AssertionConfig {
 }
 
 /// The first PEM block with one of `labels`: its label and DER bytes.
-fn pem_block<'l>(
+pub(crate) fn pem_block<'l>(
     pem: &str,
     labels: &[&'l str],
     what: &'static str,

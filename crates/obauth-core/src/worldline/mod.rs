@@ -23,6 +23,7 @@
 //! ```
 
 pub mod assertion;
+mod signer;
 pub mod token;
 
 use std::fmt;

@@ -88,3 +88,21 @@ pub(crate) fn test_key() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
     KEY.get_or_init(|| PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap())
 }
+
+/// A self-signed certificate (PEM) of [`test_key`]'s public key.
+pub(crate) fn test_certificate_pem() -> &'static str {
+    static PEM: OnceLock<String> = OnceLock::new();
+    PEM.get_or_init(|| self_signed(test_key()))
+}
+
+/// A self-signed certificate (PEM) of `key`'s public key.
+pub(crate) fn self_signed(key: &PrivateKey) -> String {
+    use rsa::pkcs8::{EncodePrivateKey, LineEnding};
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    let pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    rcgen::CertificateParams::new(vec!["obauth-core test client".to_owned()])
+        .unwrap()
+        .self_signed(&pair)
+        .unwrap()
+        .pem()
+}

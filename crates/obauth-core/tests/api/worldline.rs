@@ -7,10 +7,12 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use obauth_core::InvalidInput;
 use obauth_core::types::worldline::Scope;
 use obauth_core::types::{ClientSecret, ErrorCode, Scopes};
 use obauth_core::worldline::assertion::{
-    AssertionConfig, AssertionSigner, RsaKeySigner, SigningCertificate,
+    AssertionConfig, AssertionSigner, KeyError, MIN_RSA_BITS, RsaBackend, RsaKeySigner,
+    SigningCertificate,
 };
 use obauth_core::worldline::{WorldlineAuth, WorldlineConfig};
 use obauth_core::{
@@ -21,13 +23,21 @@ use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde_json::Value;
 
-use super::support::{Counter, body_text, build, fixture, header, json, test_key};
+use super::support::{
+    Counter, body_text, build, fixture, header, json, self_signed, test_certificate_pem, test_key,
+};
 
 /// The fingerprint `openssl x509 -noout -fingerprint -sha1` printed for the fixture.
 const FIXTURE_FINGERPRINT: &str = "498DFDC651C05DC728A5E153FE685D0730E97F69";
 const BASE: &str = "https://openbanking.example/auth";
 
+/// The certificate of the test key.
 fn certificate() -> SigningCertificate {
+    SigningCertificate::from_pem(test_certificate_pem()).unwrap()
+}
+
+/// A certificate whose fingerprint `openssl` was asked for (its key is not in the tree).
+fn fixture_certificate() -> SigningCertificate {
     SigningCertificate::from_pem(fixture!("certs/worldline-test-signing.crt.pem")).unwrap()
 }
 
@@ -161,7 +171,10 @@ fn assertion_request_has_the_spec_shape_and_verifies_independently() {
 
     let header = jsonwebtoken::decode_header(jwt).unwrap();
     assert_eq!(header.alg, Algorithm::RS256);
-    assert_eq!(header.kid.as_deref(), Some(FIXTURE_FINGERPRINT));
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(certificate().sha1_fingerprint())
+    );
     assert_eq!(header.typ.as_deref(), Some("JWT"));
 
     let issuer = "https://openbanking.example/auth/realms/example-realm";
@@ -251,6 +264,7 @@ fn audience_lifetime_and_clock_are_inputs() {
 
 #[test]
 fn certificate_fingerprint_matches_openssl_in_pem_and_der() {
+    let certificate = fixture_certificate;
     assert_eq!(certificate().sha1_fingerprint(), FIXTURE_FINGERPRINT);
     let der = include_bytes!(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -296,15 +310,14 @@ fn keys_in_pkcs1_and_pkcs8_pem_sign_the_same() {
         a.sign_rs256(b"input").unwrap()
     );
     // Key and certificate in one file.
-    let bundle = format!(
-        "{}\n{}",
-        fixture!("certs/worldline-test-signing.crt.pem"),
-        &*pkcs1
-    );
+    let bundle = format!("{}\n{}", test_certificate_pem(), &*pkcs1);
     assert!(RsaKeySigner::from_pem(&bundle, &cert).is_ok());
     assert_eq!(
         format!("{a:?}"),
-        format!("RsaKeySigner {{ key_id: \"{FIXTURE_FINGERPRINT}\", .. }}")
+        format!(
+            "RsaKeySigner {{ key_id: \"{}\", backend: AwsLcRs, .. }}",
+            cert.sha1_fingerprint()
+        )
     );
 }
 
@@ -348,7 +361,7 @@ fn pem_keys_are_read_as_openssl_reads_them() {
         "-----BEGIN PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\n",
     );
     let error = RsaKeySigner::from_pem(&headed, &certificate()).unwrap_err();
-    assert!(error.problem().contains("headers"), "{error}");
+    assert!(error.to_string().contains("headers"), "{error}");
 }
 
 #[test]
@@ -375,19 +388,119 @@ fn bad_keys_and_certificates_are_clear_input_errors() {
     ];
     for (pem, what) in cases {
         let error = RsaKeySigner::from_pem(pem, &cert).unwrap_err();
-        assert_eq!(error.what(), what, "{pem}");
+        assert!(matches!(error, KeyError::Unreadable(_)), "{pem}: {error:?}");
+        assert_eq!(InvalidInput::from(error).what(), what, "{pem}");
     }
     let encrypted = RsaKeySigner::from_pem(cases[4].0, &cert).unwrap_err();
-    assert!(encrypted.problem().contains("encrypted"));
-
-    let small = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
-    let error = RsaKeySigner::new(small, "kid").unwrap_err();
-    assert!(error.problem().contains("2048"));
+    assert!(encrypted.to_string().contains("encrypted"));
 
     assert!(SigningCertificate::from_pem("no pem here").is_err());
     assert!(SigningCertificate::from_der(&[0x04; 100]).is_err());
+    // A SEQUENCE that is not a certificate.
+    let mut sequence = vec![0x30, 0x81, 0x80];
+    sequence.extend([0x02, 0x01, 0x00].repeat(42));
+    sequence.extend([0x05, 0x00]);
+    assert!(SigningCertificate::from_der(&sequence).is_err());
     let key_pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
     assert!(SigningCertificate::from_pem(&key_pem).is_err());
+}
+
+#[test]
+fn every_backend_signs_the_same_verifiable_assertion() {
+    let pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
+    let backends: Vec<RsaBackend> = RsaBackend::ALL
+        .into_iter()
+        .filter(|backend| backend.is_available())
+        .collect();
+    assert_eq!(backends, RsaBackend::ALL, "the tests build every backend");
+    assert_eq!(RsaBackend::preferred(), Some(RsaBackend::AwsLcRs));
+    let signatures: Vec<Vec<u8>> = backends
+        .iter()
+        .map(|backend| {
+            let signer = RsaKeySigner::from_pem_using(*backend, &pem, &certificate()).unwrap();
+            assert_eq!(signer.backend(), *backend);
+            let config = assertion_config(AssertionConfig::new(signer).unwrap());
+            let request = config
+                .token(Scopes::from([Scope::Vop]))
+                .build_request(&mut RequestContext::new(SystemTime::now(), &mut OsRandom))
+                .unwrap();
+            let jwt = form(&request)[3].1.clone();
+            let mut validation = Validation::new(Algorithm::RS256);
+            validation.set_audience(&["https://openbanking.example/auth/realms/example-realm"]);
+            jsonwebtoken::decode::<Value>(&jwt, &decoding_key(), &validation)
+                .unwrap_or_else(|error| panic!("{backend}: {error}"));
+            RsaKeySigner::from_pem_using(*backend, &pem, &certificate())
+                .unwrap()
+                .sign_rs256(b"the same input")
+                .unwrap()
+        })
+        .collect();
+    // RSASSA-PKCS1-v1_5 is deterministic: every backend computes the same bytes.
+    assert!(signatures.windows(2).all(|pair| pair[0] == pair[1]));
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused_before_any_request() {
+    let other_key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).unwrap();
+    let other_certificate = SigningCertificate::from_pem(&self_signed(&other_key)).unwrap();
+    let pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
+    let pkcs1 = test_key().to_pkcs1_pem(LineEnding::LF).unwrap();
+    let der = test_key().to_pkcs8_der().unwrap();
+    for backend in RsaBackend::ALL {
+        for error in [
+            RsaKeySigner::from_pem_using(backend, &pem, &other_certificate).unwrap_err(),
+            RsaKeySigner::from_pem_using(backend, &pkcs1, &other_certificate).unwrap_err(),
+            RsaKeySigner::from_der_using(backend, der.as_bytes(), &other_certificate).unwrap_err(),
+            RsaKeySigner::from_pem_using(backend, &pem, &fixture_certificate()).unwrap_err(),
+        ] {
+            assert_eq!(error, KeyError::DoesNotMatchCertificate, "{backend}");
+            assert!(
+                error
+                    .to_string()
+                    .contains("does not belong to the certificate")
+            );
+        }
+        // The certificate's own key is accepted.
+        let own = other_key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        assert!(RsaKeySigner::from_pem_using(backend, &own, &other_certificate).is_ok());
+    }
+    // Through the crate's error: an input error naming the key.
+    let error = obauth_core::Error::from(KeyError::DoesNotMatchCertificate);
+    assert!(matches!(error, Error::InvalidInput(ref input) if input.what() == "private key"));
+}
+
+#[test]
+fn short_and_non_rsa_keys_and_certificates_are_refused() {
+    // A 1024-bit key: too short, whichever backend (checked before the certificate).
+    let small = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
+    let small_pem = small.to_pkcs8_pem(LineEnding::LF).unwrap();
+    for backend in RsaBackend::ALL {
+        let error = RsaKeySigner::from_pem_using(backend, &small_pem, &certificate()).unwrap_err();
+        assert_eq!(error, KeyError::TooShort { bits: 1024 }, "{backend}");
+        assert!(error.to_string().contains(&MIN_RSA_BITS.to_string()));
+    }
+    let error = RsaKeySigner::from_pem_with_key_id(&small_pem, "kid").unwrap_err();
+    assert_eq!(error, KeyError::TooShort { bits: 1024 });
+
+    // An EC key and its certificate.
+    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let ec_certificate = rcgen::CertificateParams::new(vec!["ec".to_owned()])
+        .unwrap()
+        .self_signed(&ec)
+        .unwrap()
+        .pem();
+    let ec_certificate = SigningCertificate::from_pem(&ec_certificate).unwrap();
+    let error = RsaKeySigner::from_pem(&ec.serialize_pem(), &certificate()).unwrap_err();
+    assert!(error.to_string().contains("not an RSA key"), "{error}");
+    let pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
+    let error = RsaKeySigner::from_pem(&pem, &ec_certificate).unwrap_err();
+    assert_eq!(error, KeyError::CertificateNotRsa);
+
+    // A printable, non-empty kid.
+    for kid in ["", "  ", "kid\n"] {
+        let error = RsaKeySigner::from_pem_with_key_id(&pem, kid).unwrap_err();
+        assert_eq!(error, KeyError::InvalidKeyId);
+    }
 }
 
 #[test]
