@@ -12,12 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::Criterion;
 use obauth_async::core::retry::RetryPolicy;
 use obauth_async::core::truelayer::{Environment, TrueLayerConfig};
-use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner, SigningCertificate};
+use obauth_async::core::worldline::assertion::{
+    AssertionConfig, RsaBackend, RsaKeySigner, SigningCertificate,
+};
 use obauth_async::core::{BaseUrl, Operation, OsRandom, RequestContext};
 use obauth_async::types::truelayer::Scope;
 use obauth_async::types::{AuthorizationCode, ClientSecret, CodeVerifier, Scopes};
 use obauth_bench::{TOKEN_JSON, requests, start_token_server};
-use rsa::signature::Signer;
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
@@ -206,34 +207,93 @@ fn blocking_e2e(base: &str) -> Pair {
     }
 }
 
-/// Row 5: a Worldline client assertion against a bare RS256 signature, same backend.
-fn assertion() -> Pair {
+/// Rows 5a–5c: a Worldline client assertion against a bare RS256 signature of an input
+/// of the same length, by the same backend, with the key parsed once on both sides.
+fn assertions() -> Vec<Pair> {
     let identity = obauth_mock::SigningIdentity::generate().unwrap();
     let certificate = SigningCertificate::from_pem(&identity.certificate_pem).unwrap();
-    let config = AssertionConfig::new(
-        RsaKeySigner::from_pem(&identity.private_key_pem, &certificate).unwrap(),
-    )
-    .unwrap();
-    let audience = "https://openbanking.example/auth/realms/realm";
-    use rsa::pkcs8::DecodePrivateKey;
-    let key = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(
-        rsa::PrivateKey::from_pkcs8_pem(&identity.private_key_pem).unwrap(),
-    );
-    // The same length as an assertion's signing input.
-    let input = vec![b'a'; 420];
-    Pair {
-        group: "assertion",
-        obauth: Box::new(move || {
-            black_box(
-                config
-                    .sign("client-id", audience, SystemTime::now(), &mut OsRandom)
+    let pkcs8 = pkcs8_der(&identity.private_key_pem);
+    RsaBackend::ALL
+        .into_iter()
+        .map(|backend| {
+            let config = AssertionConfig::new(
+                RsaKeySigner::from_pem_using(backend, &identity.private_key_pem, &certificate)
                     .unwrap(),
+            )
+            .unwrap();
+            let audience = "https://openbanking.example/auth/realms/realm";
+            // The same length as an assertion's signing input.
+            let input = vec![b'a'; 420];
+            let bare = bare_signer(backend, &pkcs8);
+            Pair {
+                group: match backend {
+                    RsaBackend::AwsLcRs => "assertion_aws_lc_rs",
+                    RsaBackend::Ring => "assertion_ring",
+                    _ => "assertion_rsa",
+                },
+                obauth: Box::new(move || {
+                    black_box(
+                        config
+                            .sign("client-id", audience, SystemTime::now(), &mut OsRandom)
+                            .unwrap(),
+                    );
+                }),
+                reference: Box::new(move || {
+                    black_box(bare(black_box(&input)));
+                }),
+                block: 5,
+            }
+        })
+        .collect()
+}
+
+fn pkcs8_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+/// A bare RS256 signature function: input in, signature out.
+type BareSign = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
+/// The backend's own RS256 signature, as a user who wrote it by hand would call it.
+fn bare_signer(backend: RsaBackend, pkcs8: &[u8]) -> BareSign {
+    match backend {
+        RsaBackend::AwsLcRs => {
+            use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+            let pair = RsaKeyPair::from_pkcs8(pkcs8).unwrap();
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            Box::new(move |input| {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, input, &mut signature)
+                    .unwrap();
+                signature
+            })
+        }
+        RsaBackend::Ring => {
+            use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+            let pair = RsaKeyPair::from_pkcs8(pkcs8).unwrap();
+            let rng = ring::rand::SystemRandom::new();
+            Box::new(move |input| {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, input, &mut signature)
+                    .unwrap();
+                signature
+            })
+        }
+        _ => {
+            use rsa::pkcs8::DecodePrivateKey;
+            use rsa::signature::{SignatureEncoding, Signer};
+            let key = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha256>::new(
+                rsa::PrivateKey::from_pkcs8_der(pkcs8).unwrap(),
             );
-        }),
-        reference: Box::new(move || {
-            black_box(key.sign(black_box(&input)));
-        }),
-        block: 5,
+            Box::new(move |input| key.sign(input).to_vec())
+        }
     }
 }
 
@@ -649,12 +709,8 @@ fn main() {
     let smoke = args.iter().any(|arg| arg == "--test") || !args.iter().any(|arg| arg == "--bench");
     let addr = start_token_server();
     let base = format!("http://{addr}");
-    let pairs = [
-        build_parse(),
-        async_e2e(&base),
-        blocking_e2e(&base),
-        assertion(),
-    ];
+    let mut pairs = vec![build_parse(), async_e2e(&base), blocking_e2e(&base)];
+    pairs.extend(assertions());
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
