@@ -27,7 +27,9 @@ use obauth_async::core::{
 };
 use obauth_async::types::truelayer::providers::ProvidersQuery;
 use obauth_async::types::truelayer::{Country, Scope};
-use obauth_async::types::{AccessToken, ClientSecret, ErrorCode, RefreshToken, Scopes, worldline};
+use obauth_async::types::{
+    AccessToken, AuthorizationCode, ClientSecret, ErrorCode, RefreshToken, Scopes, worldline,
+};
 use obauth_async::{
     Error, HttpTransport, ManagerOptions, MemoryStore, ReqwestTransport, Timeouts, TokenSource,
     TokenStore, TrueLayerClient, UserTokens, WorldlineClient,
@@ -2196,4 +2198,121 @@ fn an_async_store_is_awaited_in_place_and_shared_by_its_managers() {
         );
         assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
     });
+}
+
+/// Every text of `error` a caller can reach, its public fields included.
+fn every_text(error: &Error) -> String {
+    let mut shown = format!("{error}\n{error:?}\n");
+    match error {
+        Error::Api(api) => {
+            shown.push_str(api.code.as_ref());
+            shown.push_str(api.description.as_deref().unwrap_or_default());
+            if let Some(details) = &api.details {
+                shown.push_str(details.reason.as_deref().unwrap_or_default());
+                shown.push_str(&format!("{:?}", details.other));
+            }
+        }
+        Error::UnexpectedResponse(unexpected) => shown.push_str(&unexpected.excerpt),
+        _ => panic!(
+            "the echoing server's answer should be an API error or an unexpected response: {error}"
+        ),
+    }
+    shown
+}
+
+#[tokio::test]
+async fn a_server_quoting_the_request_gets_none_of_its_secrets_into_an_error() {
+    // Short secrets, which the generic redaction of long token-like runs would miss.
+    const CLIENT_SECRET: &str = "Cs-Echo-77";
+    const CODE: &str = "Code/Echo 88";
+    const REFRESH: &str = "Rt-Echo-99";
+    const ACCESS: &str = "At-Echo-66";
+    const WORLDLINE_SECRET: &str = "Wl-Echo-55";
+    let mock = MockServer::start();
+    let client = TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+        "echo-client",
+    )
+    .client_secret(ClientSecret::new(CLIENT_SECRET))
+    .retry_policy(RetryPolicy::never())
+    .build()
+    .unwrap();
+    let worldline = WorldlineClient::builder(
+        BaseUrl::parse(&mock.worldline_base_url()).unwrap(),
+        obauth_mock::WORLDLINE_REALM,
+        "echo-client",
+        WorldlineAuth::ClientSecret(ClientSecret::new(WORLDLINE_SECRET)),
+    )
+    .retry_policy(RetryPolicy::never())
+    .build()
+    .unwrap();
+    let verifier = Pkce::generate(&mut OsRandom).unwrap().verifier().clone();
+    let verifier_text = verifier.expose_secret().to_owned();
+    let mut checked = 0;
+    macro_rules! echoed {
+        ($endpoint:expr, $secrets:expr, $call:expr) => {
+            for fault in [Fault::EchoRequest, Fault::EchoRequestPage] {
+                mock.inject(Some($endpoint), 1, fault);
+                let error = $call.await.unwrap_err();
+                let shown = every_text(&error);
+                for secret in $secrets {
+                    assert!(
+                        !shown.contains(secret),
+                        "{secret} reached the error: {shown}"
+                    );
+                }
+                // Not vacuous: the server did quote the request, and obauth cut it out.
+                assert!(shown.contains("<redacted>"), "{shown}");
+                checked += 1;
+            }
+        };
+    }
+    echoed!(
+        Endpoint::TrueLayerToken,
+        [CLIENT_SECRET],
+        client.client_credentials(Scopes::from([Scope::Payments]))
+    );
+    echoed!(
+        Endpoint::TrueLayerToken,
+        [CLIENT_SECRET, CODE, "Code%2FEcho", verifier_text.as_str()],
+        client.exchange_code(
+            AuthorizationCode::new(CODE),
+            "https://app.example/cb",
+            Some(verifier.clone())
+        )
+    );
+    echoed!(
+        Endpoint::TrueLayerToken,
+        [CLIENT_SECRET, REFRESH],
+        client.refresh(RefreshToken::new(REFRESH))
+    );
+    echoed!(
+        Endpoint::ReauthLink,
+        [CLIENT_SECRET, REFRESH],
+        client.create_reauth_link(ReauthLink::new(
+            RefreshToken::new(REFRESH),
+            "https://app.example/cb"
+        ))
+    );
+    echoed!(
+        Endpoint::CreateDebugId,
+        [ACCESS],
+        client.create_debug_id(AccessToken::new(ACCESS))
+    );
+    echoed!(
+        Endpoint::DeleteDebugId,
+        [ACCESS],
+        client.delete_debug_id(AccessToken::new(ACCESS))
+    );
+    echoed!(
+        Endpoint::DeleteCredential,
+        [ACCESS],
+        client.delete_credential(AccessToken::new(ACCESS))
+    );
+    echoed!(
+        Endpoint::WorldlineToken,
+        [WORLDLINE_SECRET],
+        worldline.token(Scopes::from([worldline::Scope::Vop]))
+    );
+    assert_eq!(checked, 16);
 }

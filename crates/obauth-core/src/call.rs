@@ -26,6 +26,7 @@ use crate::expiry::Now;
 use crate::operation::{Operation, RequestContext};
 use crate::random::{RandomSource, random_u64};
 use crate::retry::{Failure, RetryDecision, RetryPolicy};
+use crate::scrub::RequestSecrets;
 
 /// Connect and total timeouts of one attempt, which every transport must enforce (the
 /// bindings' transports do, also on a client or agent you hand them).
@@ -84,6 +85,8 @@ pub struct Call<'o, O> {
     policy: RetryPolicy,
     attempt: u32,
     deadline: Option<Instant>,
+    /// The secrets of every request built so far, removed from the error that ends the call.
+    secrets: RequestSecrets,
 }
 
 /// What the binding does next.
@@ -103,6 +106,7 @@ impl<'o, O: Operation> Call<'o, O> {
             policy,
             attempt: 0,
             deadline: None,
+            secrets: RequestSecrets::default(),
         }
     }
 
@@ -145,20 +149,27 @@ impl<'o, O: Operation> Call<'o, O> {
         if let Some(left) = left {
             request.extensions_mut().insert(AttemptTimeout(left));
         }
+        self.secrets.add_request(&request);
         Ok(request)
     }
 
     /// Takes the transport's outcome for the current attempt and says what comes next.
+    ///
+    /// An error that ends the call has every secret of the call's requests (the client
+    /// secret, a code, a token, an assertion; raw, percent-, form- or JSON-encoded) replaced
+    /// by `<redacted>` in whatever text the server sent: a server that quotes the request
+    /// back cannot put a credential into a log through obauth's error.
     pub fn outcome<B: AsRef<[u8]>>(
         &mut self,
         outcome: Result<Response<B>, Error>,
         now: Now,
         random: &mut dyn RandomSource,
     ) -> Step<O::Output> {
-        let error = match outcome.and_then(|response| self.op.parse_response(&response)) {
+        let mut error = match outcome.and_then(|response| self.op.parse_response(&response)) {
             Ok(output) => return Step::Done(Ok(output)),
             Err(error) => error,
         };
+        self.secrets.scrub_error(&mut error);
         let jitter = random_u64(random).unwrap_or(0);
         match self.policy.decide(
             self.op.replay(),

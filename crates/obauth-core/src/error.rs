@@ -559,6 +559,10 @@ impl ReauthenticationRequired {
     pub fn cause(&self) -> &ApiError {
         &self.cause
     }
+
+    pub(crate) fn cause_mut(&mut self) -> &mut ApiError {
+        &mut self.cause
+    }
 }
 
 impl fmt::Display for ReauthenticationRequired {

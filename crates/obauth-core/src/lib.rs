@@ -40,6 +40,7 @@ pub mod pkce;
 pub mod random;
 mod redact;
 pub mod retry;
+mod scrub;
 pub mod store;
 pub mod truelayer;
 pub mod url;

@@ -86,7 +86,7 @@ async fn respond(
     let fault = lock().arrive(request.endpoint);
     let delivery = match fault {
         None => Delivery::Whole(lock().handle(&request)),
-        Some(fault) => deliver(fault, || lock().handle(&request)),
+        Some(fault) => deliver(fault, &request, || lock().handle(&request)),
     };
     match delivery {
         Delivery::Whole(answer) => Ok(to_response(answer)),

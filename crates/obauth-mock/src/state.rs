@@ -37,6 +37,13 @@ pub enum Fault {
     /// A `200` JSON answer of exactly this many bytes (at least 14), sent with a
     /// `Content-Length` (to exercise body caps).
     OversizedBody(usize),
+    /// A hostile or careless server that quotes the request back: a `400` error whose
+    /// `error_description`, `error_details.reason` and `error_details.request` repeat the
+    /// request body and its `Authorization` header verbatim (to test that a client keeps
+    /// its own secrets out of its errors).
+    EchoRequest,
+    /// The same as an HTML page with status `502`, as a gateway's error page might.
+    EchoRequestPage,
 }
 
 /// How the HTTP layer delivers an answer.
@@ -91,8 +98,36 @@ impl State {
 }
 
 /// Turns a fault into what to deliver; `real` computes the real answer when needed.
-pub(crate) fn deliver(fault: Fault, real: impl FnOnce() -> Answer) -> Delivery {
+pub(crate) fn deliver(fault: Fault, request: &Request, real: impl FnOnce() -> Answer) -> Delivery {
+    let echo = || {
+        let authorization = request
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        format!(
+            "{} {}; authorization: {authorization}",
+            request.path,
+            String::from_utf8_lossy(&request.body)
+        )
+    };
     match fault {
+        Fault::EchoRequest => {
+            let echo = echo();
+            Delivery::Whole(Answer::json(
+                StatusCode::BAD_REQUEST,
+                &serde_json::json!({
+                    "error": "invalid_request",
+                    "error_description": format!("could not process {echo}"),
+                    "error_details": { "reason": echo, "request": { "echo": [echo] } },
+                }),
+            ))
+        }
+        Fault::EchoRequestPage => Delivery::Whole(Answer::new(
+            StatusCode::BAD_GATEWAY,
+            "text/html",
+            format!("<html><body><h1>502</h1><pre>{}</pre></body></html>", echo()).into_bytes(),
+        )),
         Fault::Status {
             status,
             retry_after,
