@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use obauth_blocking::types::{
+    AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken,
+};
 
 /// TrueLayer and Worldline auth servers from the command line.
 #[derive(Debug, Parser)]
@@ -27,16 +30,20 @@ pub(crate) struct Global {
     /// The client id.
     #[arg(long, global = true, env = "OBAUTH_CLIENT_ID")]
     pub(crate) client_id: Option<String>,
-    /// The client secret (prefer OBAUTH_CLIENT_SECRET or --client-secret-file).
+    /// The client secret. Prefer OBAUTH_CLIENT_SECRET or --client-secret-file: the command
+    /// line can be read by every user of the host.
     #[arg(
         long,
         global = true,
         env = "OBAUTH_CLIENT_SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        value_name = "SECRET"
     )]
-    pub(crate) client_secret: Option<String>,
-    /// A file holding the client secret (wins over --client-secret and the environment).
-    #[arg(long, global = true)]
+    pub(crate) client_secret: Option<ClientSecret>,
+    /// A file holding the client secret, `-` for standard input (wins over --client-secret
+    /// and the environment).
+    #[arg(long, global = true, value_name = "PATH")]
     pub(crate) client_secret_file: Option<PathBuf>,
     /// Connect and answer timeout of each attempt, in seconds (failed calls that are safe to
     /// repeat are retried up to 3 times in all).
@@ -60,7 +67,7 @@ pub(crate) struct Global {
         default_value = "memory",
         value_name = "STORE"
     )]
-    pub(crate) token_store: String,
+    pub(crate) token_store: StoreSpec,
     /// A file holding the token store's sealing key (wins over OBAUTH_TOKEN_STORE_KEY).
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) token_store_key_file: Option<PathBuf>,
@@ -130,9 +137,19 @@ pub(crate) enum TrueLayer {
     AuthLink(Box<AuthLinkArgs>),
     /// POST /v1/reauthuri: a reauthentication link.
     ReauthLink {
-        /// The refresh token of the connection.
-        #[arg(long)]
-        refresh_token: String,
+        /// The refresh token of the connection (prefer OBAUTH_REFRESH_TOKEN or
+        /// --refresh-token-file).
+        #[arg(
+            long,
+            env = "OBAUTH_REFRESH_TOKEN",
+            hide_env_values = true,
+            allow_hyphen_values = true,
+            value_name = "TOKEN"
+        )]
+        refresh_token: Option<RefreshToken>,
+        /// A file holding the refresh token, `-` for standard input.
+        #[arg(long, value_name = "PATH")]
+        refresh_token_file: Option<PathBuf>,
         /// The redirect URI allow-listed in TrueLayer Console.
         #[arg(long)]
         redirect_uri: String,
@@ -160,9 +177,8 @@ pub(crate) enum TrueLayer {
     DebugId(DebugId),
     /// DELETE /api/delete: delete the connection behind an access token.
     DeleteCredential {
-        /// The user's access token.
-        #[arg(long)]
-        access_token: String,
+        #[command(flatten)]
+        access_token: AccessTokenArgs,
     },
 }
 
@@ -178,15 +194,34 @@ pub(crate) enum Token {
     },
     /// Exchange the authorization code from the redirect.
     Exchange {
-        /// The code.
-        #[arg(long)]
-        code: String,
+        /// The code (prefer OBAUTH_CODE or --code-file).
+        #[arg(
+            long,
+            env = "OBAUTH_CODE",
+            hide_env_values = true,
+            allow_hyphen_values = true,
+            value_name = "CODE"
+        )]
+        code: Option<AuthorizationCode>,
+        /// A file holding the code, `-` for standard input.
+        #[arg(long, value_name = "PATH")]
+        code_file: Option<PathBuf>,
         /// The redirect URI the link used.
         #[arg(long)]
         redirect_uri: String,
-        /// The PKCE verifier, if the link carried a challenge.
-        #[arg(long)]
-        code_verifier: Option<String>,
+        /// The PKCE verifier, if the link carried a challenge (prefer OBAUTH_CODE_VERIFIER
+        /// or --code-verifier-file).
+        #[arg(
+            long,
+            env = "OBAUTH_CODE_VERIFIER",
+            hide_env_values = true,
+            allow_hyphen_values = true,
+            value_name = "VERIFIER"
+        )]
+        code_verifier: Option<CodeVerifier>,
+        /// A file holding the PKCE verifier, `-` for standard input.
+        #[arg(long, value_name = "PATH")]
+        code_verifier_file: Option<PathBuf>,
         /// Save the connection's tokens in the --token-store under this name (replacing an
         /// earlier connection of that name); the refresh token is then not printed.
         #[arg(long, value_name = "NAME")]
@@ -196,14 +231,20 @@ pub(crate) enum Token {
     /// refresh token is written back before the access token is printed), or from a refresh
     /// token (the refresh token rotates: keep the new one).
     Refresh {
-        /// The refresh token.
+        /// The refresh token (prefer OBAUTH_REFRESH_TOKEN or --refresh-token-file).
         #[arg(
             long,
-            required_unless_present = "connection",
-            conflicts_with = "connection"
+            env = "OBAUTH_REFRESH_TOKEN",
+            hide_env_values = true,
+            allow_hyphen_values = true,
+            value_name = "TOKEN"
         )]
-        refresh_token: Option<String>,
-        /// The name a connection was saved under with `token exchange --save-as`.
+        refresh_token: Option<RefreshToken>,
+        /// A file holding the refresh token, `-` for standard input.
+        #[arg(long, value_name = "PATH", conflicts_with = "connection")]
+        refresh_token_file: Option<PathBuf>,
+        /// The name a connection was saved under with `token exchange --save-as` (wins over
+        /// OBAUTH_REFRESH_TOKEN; not with --refresh-token).
         #[arg(long, value_name = "NAME")]
         connection: Option<String>,
     },
@@ -256,15 +297,13 @@ pub(crate) struct AuthLinkArgs {
 pub(crate) enum DebugId {
     /// POST /api/debug.
     Create {
-        /// The access token of the attempt to debug.
-        #[arg(long)]
-        access_token: String,
+        #[command(flatten)]
+        access_token: AccessTokenArgs,
     },
     /// DELETE /api/debug (sends the same body as create; see docs/spec-notes.md).
     Delete {
-        /// The access token whose debug id to delete.
-        #[arg(long)]
-        access_token: String,
+        #[command(flatten)]
+        access_token: AccessTokenArgs,
     },
 }
 
@@ -289,4 +328,167 @@ pub(crate) enum Worldline {
         #[arg(long, requires = "private_key")]
         audience: Option<String>,
     },
+}
+
+/// A user's access token: on the command line, in OBAUTH_ACCESS_TOKEN, or in a file.
+#[derive(Debug, Args)]
+pub(crate) struct AccessTokenArgs {
+    /// The user's access token (prefer OBAUTH_ACCESS_TOKEN or --access-token-file).
+    #[arg(
+        long,
+        env = "OBAUTH_ACCESS_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) access_token: Option<AccessToken>,
+    /// A file holding the access token, `-` for standard input.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) access_token_file: Option<PathBuf>,
+}
+
+/// A `--token-store` value as typed. It may hold a database password, so its `Debug`
+/// shows the URL with the password masked.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct StoreSpec(String);
+
+impl StoreSpec {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for StoreSpec {
+    fn from(spec: String) -> Self {
+        Self(spec)
+    }
+}
+
+impl std::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.0.contains("://") {
+            obauth_blocking::core::store::url_without_password(&self.0)
+        } else {
+            // `memory` or `sqlite:PATH`: nothing secret.
+            self.0.clone()
+        };
+        f.debug_tuple("StoreSpec").field(&shown).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::Cli;
+    use crate::secrets::argv_warnings;
+
+    /// Every command line that takes a secret, each secret a unique marker.
+    fn command_lines() -> Vec<Vec<&'static str>> {
+        let global = [
+            "obauth",
+            "--client-secret",
+            "MARKER-client-secret",
+            "--token-store",
+            "redis://user:MARKER-store-password@127.0.0.1:1/0",
+        ];
+        let commands: [&[&str]; 7] = [
+            &[
+                "truelayer",
+                "token",
+                "exchange",
+                "--code",
+                "-MARKER-code",
+                "--code-verifier",
+                "MARKER-verifier",
+                "--redirect-uri",
+                "https://app.example/cb",
+            ],
+            &[
+                "truelayer",
+                "token",
+                "refresh",
+                "--refresh-token",
+                "MARKER-refresh",
+            ],
+            &[
+                "truelayer",
+                "reauth-link",
+                "--refresh-token",
+                "MARKER-refresh",
+                "--redirect-uri",
+                "https://app.example/cb",
+            ],
+            &[
+                "truelayer",
+                "delete-credential",
+                "--access-token",
+                "MARKER-access",
+            ],
+            &[
+                "truelayer",
+                "debug-id",
+                "create",
+                "--access-token",
+                "MARKER-access",
+            ],
+            &[
+                "truelayer",
+                "debug-id",
+                "delete",
+                "--access-token",
+                "MARKER-access",
+            ],
+            &["worldline", "token", "--realm", "r", "--scope", "VOP"],
+        ];
+        commands
+            .iter()
+            .map(|command| global.iter().chain(command.iter()).copied().collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_parsed_command_line_shows_no_secret_in_debug() {
+        for line in command_lines() {
+            let matches = Cli::command().try_get_matches_from(&line).unwrap();
+            let cli = Cli::from_arg_matches(&matches).unwrap();
+            let shown = format!("{cli:?}");
+            assert!(
+                !shown.contains("MARKER"),
+                "{line:?} shows a secret: {shown}"
+            );
+            // The values did arrive, redacted: the test is not vacuous.
+            assert!(shown.contains("redacted"), "{shown}");
+            assert!(shown.contains("redis://user:***@127.0.0.1:1/0"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn each_secret_given_on_argv_gets_one_warning_naming_the_safer_ways() {
+        let lines = command_lines();
+        let warnings =
+            |line: &[&str]| argv_warnings(&Cli::command().try_get_matches_from(line).unwrap());
+        let exchange = warnings(&lines[0]);
+        assert_eq!(exchange.len(), 3, "{exchange:?}");
+        assert!(exchange[0].contains("--client-secret on the command line"));
+        assert!(exchange[1].contains("--code on the command line"));
+        assert!(exchange[1].contains("OBAUTH_CODE or --code-file"));
+        assert!(exchange[2].contains("--code-verifier on the command line"));
+        assert!(exchange.iter().all(|w| !w.contains("MARKER")));
+        let delete = warnings(&lines[3]);
+        assert_eq!(delete.len(), 2);
+        assert!(delete[1].contains("--access-token on the command line"));
+        // Files are not warned about.
+        let quiet = warnings(&[
+            "obauth",
+            "--client-secret-file",
+            "-",
+            "truelayer",
+            "token",
+            "refresh",
+            "--refresh-token-file",
+            "/tmp/x",
+        ]);
+        assert!(quiet.is_empty(), "{quiet:?}");
+    }
 }

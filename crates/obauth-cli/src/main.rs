@@ -33,6 +33,7 @@ mod demo;
 mod failure;
 mod postgres;
 mod run;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -45,10 +46,22 @@ fn output_lost(error: &std::io::Error) -> ! {
     std::process::exit(4)
 }
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let matches = cli::Cli::command().get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    if let Some(conflict) = secrets::argv_conflict(&matches) {
+        cli::Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, conflict)
+            .exit();
+    }
+    for warning in secrets::argv_warnings(&matches) {
+        complain!("{warning}");
+    }
     match run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -15,9 +15,7 @@ use obauth_blocking::core::{BaseUrl, OsRandom};
 use obauth_blocking::types::truelayer::auth_link::AuthLinkUser;
 use obauth_blocking::types::truelayer::providers::ProvidersQuery;
 use obauth_blocking::types::truelayer::{Country, Scope};
-use obauth_blocking::types::{
-    AccessToken, AuthorizationCode, ClientSecret, CodeVerifier, RefreshToken, Scopes, worldline,
-};
+use obauth_blocking::types::{AccessToken, ClientSecret, Scopes, worldline};
 use obauth_blocking::{
     Error, RedisStore, SealingKey, SqliteStore, Timeouts, TokenSource, TokenStore, TrueLayerClient,
     UserTokens, WorldlineClient,
@@ -25,9 +23,12 @@ use obauth_blocking::{
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, Command, DebugId, Env, Global, Output, Store, Token, TrueLayer, Worldline};
+use crate::cli::{
+    AccessTokenArgs, Cli, Command, DebugId, Env, Global, Output, Store, Token, TrueLayer, Worldline,
+};
 use crate::failure::Failure;
 use crate::postgres::BlockingPostgres;
+use crate::secrets;
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     let global = cli.global;
@@ -109,55 +110,27 @@ fn timeouts(global: &Global) -> Result<Timeouts, Problem> {
     })
 }
 
-/// The largest file obauth reads a secret, key or certificate from.
-const MAX_LOCAL_FILE: u64 = 64 * 1024;
-
-/// A small local file (a secret, a key, a certificate) named by `flag`: a regular file
-/// (a FIFO nobody writes to would hang, a device like /dev/zero never ends) of at most
-/// [`MAX_LOCAL_FILE`] bytes of text. Wiped from memory when dropped.
 fn read_local(path: &std::path::Path, flag: &str) -> Result<Zeroizing<String>, Problem> {
-    use std::io::Read as _;
-    let problem = |why: String| Problem::Usage(format!("{flag} {}: {why}", path.display()));
-    let metadata = std::fs::metadata(path).map_err(|error| problem(error.to_string()))?;
-    if !metadata.is_file() {
-        return Err(problem("is not a regular file".into()));
-    }
-    let file = std::fs::File::open(path).map_err(|error| problem(error.to_string()))?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_LOCAL_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| problem(error.to_string()))?;
-    if bytes.len() as u64 > MAX_LOCAL_FILE {
-        return Err(problem(format!(
-            "is larger than {} KiB",
-            MAX_LOCAL_FILE / 1024
-        )));
-    }
-    let text = std::str::from_utf8(&bytes).map_err(|_| problem("is not UTF-8 text".into()))?;
-    Ok(Zeroizing::new(text.to_owned()))
+    secrets::read_local(path, flag).map_err(Problem::Usage)
 }
 
 fn client_secret(global: &Global) -> Result<Option<ClientSecret>, Problem> {
-    let (secret, source) = match (&global.client_secret_file, &global.client_secret) {
-        (Some(path), _) => {
-            let text = read_local(path, "--client-secret-file")?;
-            // One final newline (`\n` or `\r\n`) is how files end, not part of the secret.
-            let secret = text
-                .strip_suffix('\n')
-                .map(|rest| rest.strip_suffix('\r').unwrap_or(rest))
-                .unwrap_or(&text);
-            (ClientSecret::new(secret), "--client-secret-file")
-        }
-        (None, Some(secret)) => (
-            ClientSecret::new(secret.as_str()),
-            "--client-secret (or OBAUTH_CLIENT_SECRET)",
-        ),
-        (None, None) => return Ok(None),
-    };
-    if secret.expose_secret().trim().is_empty() {
-        return Err(Problem::Usage(format!("{source} is empty or blank")));
-    }
-    Ok(Some(secret))
+    secrets::resolve(
+        secrets::CLIENT_SECRET,
+        global.client_secret.clone(),
+        global.client_secret_file.as_deref(),
+    )
+    .map_err(Problem::Usage)
+}
+
+/// The user's access token a command needs, however it was given.
+fn access_token(args: AccessTokenArgs) -> Result<AccessToken, Problem> {
+    secrets::require(
+        secrets::ACCESS_TOKEN,
+        args.access_token,
+        args.access_token_file.as_deref(),
+    )
+    .map_err(Problem::Usage)
 }
 
 fn require_client_id(global: &Global) -> Result<String, Problem> {
@@ -206,18 +179,24 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                 (
                     Token::Exchange {
                         code,
+                        code_file,
                         redirect_uri,
                         code_verifier,
+                        code_verifier_file,
                         save_as,
                     },
                     store,
                 ) => {
+                    let code = secrets::require(secrets::CODE, code, code_file.as_deref())
+                        .map_err(Problem::Usage)?;
+                    let code_verifier = secrets::resolve(
+                        secrets::CODE_VERIFIER,
+                        code_verifier,
+                        code_verifier_file.as_deref(),
+                    )
+                    .map_err(Problem::Usage)?;
                     let requested_at = SystemTime::now();
-                    let response = client.exchange_code(
-                        AuthorizationCode::new(code),
-                        redirect_uri,
-                        code_verifier.map(CodeVerifier::new),
-                    )?;
+                    let response = client.exchange_code(code, redirect_uri, code_verifier)?;
                     match save_as {
                         None => to_json(&response),
                         Some(name) => {
@@ -253,15 +232,25 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                 }
                 (
                     Token::Refresh {
-                        refresh_token: Some(refresh_token),
-                        ..
+                        refresh_token,
+                        refresh_token_file,
+                        connection: None,
                     },
                     _,
-                ) => to_json(&client.refresh(RefreshToken::new(refresh_token))?),
-                (Token::Refresh { .. }, _) => {
-                    return Err(Problem::Usage(
-                        "token refresh needs --refresh-token or --connection".into(),
-                    ));
+                ) => {
+                    let refresh_token = secrets::resolve(
+                        secrets::REFRESH_TOKEN,
+                        refresh_token,
+                        refresh_token_file.as_deref(),
+                    )
+                    .map_err(Problem::Usage)?
+                    .ok_or_else(|| {
+                        Problem::Usage(format!(
+                            "token refresh needs --connection NAME or {}",
+                            secrets::REFRESH_TOKEN.ways()
+                        ))
+                    })?;
+                    to_json(&client.refresh(refresh_token)?)
                 }
             };
             print(output, &response);
@@ -319,12 +308,19 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
         }
         TrueLayer::ReauthLink {
             refresh_token,
+            refresh_token_file,
             redirect_uri,
             state,
             pkce,
         } => {
+            let refresh_token = secrets::require(
+                secrets::REFRESH_TOKEN,
+                refresh_token,
+                refresh_token_file.as_deref(),
+            )
+            .map_err(Problem::Usage)?;
             let client = truelayer_client(global, require_client_id(global)?)?;
-            let mut link = ReauthLink::new(RefreshToken::new(refresh_token), redirect_uri);
+            let mut link = ReauthLink::new(refresh_token, redirect_uri);
             if let Some(state) = &state {
                 link = link.state(state);
             }
@@ -382,16 +378,17 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                     .unwrap_or_else(|| "obauth-cli".into()),
             )?;
             let response = match command {
-                DebugId::Create { access_token } => {
-                    client.create_debug_id(AccessToken::new(access_token))?
+                DebugId::Create { access_token: args } => {
+                    client.create_debug_id(access_token(args)?)?
                 }
-                DebugId::Delete { access_token } => {
-                    client.delete_debug_id(AccessToken::new(access_token))?
+                DebugId::Delete { access_token: args } => {
+                    client.delete_debug_id(access_token(args)?)?
                 }
             };
             print(output, &to_json(&response));
         }
-        TrueLayer::DeleteCredential { access_token } => {
+        TrueLayer::DeleteCredential { access_token: args } => {
+            let access_token = access_token(args)?;
             let client = truelayer_client(
                 global,
                 global
@@ -399,7 +396,7 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                     .clone()
                     .unwrap_or_else(|| "obauth-cli".into()),
             )?;
-            client.delete_credential(AccessToken::new(access_token))?;
+            client.delete_credential(access_token)?;
             // The API answers with no body: an empty object in JSON, a line for people.
             match output {
                 Output::Json => print(output, &json!({})),

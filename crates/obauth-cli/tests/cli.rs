@@ -1055,15 +1055,16 @@ fn client_credentials_with_a_redis_store_are_shared_and_its_password_kept_quiet(
             &mock.base_url(),
             "--client-id",
             obauth_mock::TRUELAYER_CLIENT_ID,
-            "--client-secret",
-            obauth_mock::TRUELAYER_CLIENT_SECRET,
             "truelayer",
             "token",
             "client-credentials",
             "--scope",
             "payments",
         ],
-        &[("OBAUTH_TOKEN_STORE", &with_password)],
+        &[
+            ("OBAUTH_TOKEN_STORE", &with_password),
+            ("OBAUTH_CLIENT_SECRET", obauth_mock::TRUELAYER_CLIENT_SECRET),
+        ],
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(!stderr(&output).contains("warning"), "{}", stderr(&output));
@@ -1397,4 +1398,403 @@ fn an_answer_that_cannot_be_written_is_a_failure_and_a_closed_stderr_no_panic() 
         .status()
         .unwrap();
     assert_eq!(status.code(), Some(2));
+}
+
+/// A secret input of the CLI: its flag, its file flag and its variable.
+#[derive(Clone, Copy)]
+struct SecretFlag {
+    flag: &'static str,
+    file_flag: &'static str,
+    env: &'static str,
+}
+
+const CLIENT_SECRET: SecretFlag = SecretFlag {
+    flag: "--client-secret",
+    file_flag: "--client-secret-file",
+    env: "OBAUTH_CLIENT_SECRET",
+};
+const CODE: SecretFlag = SecretFlag {
+    flag: "--code",
+    file_flag: "--code-file",
+    env: "OBAUTH_CODE",
+};
+const VERIFIER: SecretFlag = SecretFlag {
+    flag: "--code-verifier",
+    file_flag: "--code-verifier-file",
+    env: "OBAUTH_CODE_VERIFIER",
+};
+const REFRESH: SecretFlag = SecretFlag {
+    flag: "--refresh-token",
+    file_flag: "--refresh-token-file",
+    env: "OBAUTH_REFRESH_TOKEN",
+};
+const ACCESS: SecretFlag = SecretFlag {
+    flag: "--access-token",
+    file_flag: "--access-token-file",
+    env: "OBAUTH_ACCESS_TOKEN",
+};
+
+/// A subcommand's words and the secrets it takes.
+type Subcommand<'a> = (&'a [&'a str], Vec<(SecretFlag, &'a str)>);
+
+/// How a run is given its secrets.
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    Argv,
+    Env,
+    /// Each in a file, the first one through standard input (`-`).
+    Files,
+}
+
+/// `obauth --base-url BASE --client-id ID [secrets] COMMAND…`, each secret given `way`.
+fn run_with_secrets(
+    way: Way,
+    base: &str,
+    client_id: &str,
+    global: &[&str],
+    command: &[&str],
+    secrets: &[(SecretFlag, &str)],
+    dir: &std::path::Path,
+) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut args: Vec<String> = ["--base-url", base, "--client-id", client_id]
+        .iter()
+        .chain(global)
+        .map(|s| s.to_string())
+        .collect();
+    let mut vars = Vec::new();
+    let mut stdin = None;
+    let mut command_args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+    for (index, (input, value)) in secrets.iter().enumerate() {
+        // The client secret is a global flag; the rest belong to the subcommand.
+        let target = if input.flag == CLIENT_SECRET.flag {
+            &mut args
+        } else {
+            &mut command_args
+        };
+        match way {
+            Way::Argv => target.extend([input.flag.to_owned(), value.to_string()]),
+            Way::Env => vars.push((input.env, value.to_string())),
+            Way::Files if index == 0 => {
+                target.extend([input.file_flag.to_owned(), "-".to_owned()]);
+                stdin = Some(format!("{value}\n"));
+            }
+            Way::Files => {
+                let path = dir.join(input.env);
+                std::fs::write(&path, format!("{value}\r\n")).unwrap();
+                target.extend([input.file_flag.to_owned(), path.display().to_string()]);
+            }
+        }
+    }
+    args.extend(command_args);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obauth"));
+    child
+        .args(&args)
+        .env_remove("OBAUTH_CLIENT_ID")
+        .env_remove("OBAUTH_CLIENT_SECRET")
+        .env_remove("OBAUTH_TOKEN_STORE")
+        .env_remove("OBAUTH_TOKEN_STORE_KEY")
+        .env_remove("OBAUTH_CODE")
+        .env_remove("OBAUTH_CODE_VERIFIER")
+        .env_remove("OBAUTH_REFRESH_TOKEN")
+        .env_remove("OBAUTH_ACCESS_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in vars {
+        child.env(name, value);
+    }
+    let mut child = child.spawn().unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+/// The output holds none of `secrets` and no panic; returns stdout and stderr together.
+fn assert_quiet(output: &Output, secrets: &[&str], context: &str) -> String {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_ne!(
+        output.status.code(),
+        Some(101),
+        "{context} panicked: {text}"
+    );
+    assert!(!text.contains("panicked"), "{context}: {text}");
+    for secret in secrets {
+        assert!(!text.contains(secret), "{context} printed {secret}: {text}");
+    }
+    text
+}
+
+#[test]
+fn marker_secrets_never_reach_the_output_of_any_subcommand_on_any_path() {
+    const CS: &str = "MkClientSecret-1";
+    const CODE_MARK: &str = "MkCode-2";
+    const VERIFIER_MARK: &str = "MkVerifier-3aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const REFRESH_MARK: &str = "MkRefresh-4";
+    const ACCESS_MARK: &str = "MkAccess-5";
+    let markers = [CS, CODE_MARK, VERIFIER_MARK, REFRESH_MARK, ACCESS_MARK];
+    let dir = TempDir::new("markers");
+    let echo = MockServer::start();
+    echo.inject(None, 100_000, obauth_mock::Fault::EchoRequest);
+    let echo_page = MockServer::start();
+    echo_page.inject(None, 100_000, obauth_mock::Fault::EchoRequestPage);
+    let plain = MockServer::start();
+    let commands: [Subcommand; 9] = [
+        (
+            &[
+                "truelayer",
+                "token",
+                "client-credentials",
+                "--scope",
+                "payments",
+            ],
+            vec![(CLIENT_SECRET, CS)],
+        ),
+        (
+            &["truelayer", "token", "exchange", "--redirect-uri", REDIRECT],
+            vec![
+                (CODE, CODE_MARK),
+                (CLIENT_SECRET, CS),
+                (VERIFIER, VERIFIER_MARK),
+            ],
+        ),
+        (
+            &["truelayer", "token", "refresh"],
+            vec![(REFRESH, REFRESH_MARK), (CLIENT_SECRET, CS)],
+        ),
+        (
+            &["truelayer", "reauth-link", "--redirect-uri", REDIRECT],
+            vec![(REFRESH, REFRESH_MARK), (CLIENT_SECRET, CS)],
+        ),
+        (
+            &[
+                "truelayer",
+                "auth-link",
+                "--provider-id",
+                "mock",
+                "--scope",
+                "info",
+                "--redirect-uri",
+                REDIRECT,
+                "--consent-id",
+                "c-1",
+            ],
+            vec![(CLIENT_SECRET, CS)],
+        ),
+        (
+            &["truelayer", "debug-id", "create"],
+            vec![(ACCESS, ACCESS_MARK), (CLIENT_SECRET, CS)],
+        ),
+        (
+            &["truelayer", "debug-id", "delete"],
+            vec![(ACCESS, ACCESS_MARK), (CLIENT_SECRET, CS)],
+        ),
+        (
+            &["truelayer", "delete-credential"],
+            vec![(ACCESS, ACCESS_MARK), (CLIENT_SECRET, CS)],
+        ),
+        (
+            &[
+                "worldline",
+                "token",
+                "--realm",
+                obauth_mock::WORLDLINE_REALM,
+                "--scope",
+                "VOP",
+            ],
+            vec![(CLIENT_SECRET, CS)],
+        ),
+    ];
+    // Each command in a thread of its own: most of a run is spent waiting for a retry.
+    let redacted_echoes = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for (index, (command, secrets)) in commands.iter().enumerate() {
+            let (echo, echo_page, plain, redacted_echoes) =
+                (&echo, &echo_page, &plain, &redacted_echoes);
+            let files = dir.0.join(index.to_string());
+            std::fs::create_dir_all(&files).unwrap();
+            scope.spawn(move || {
+                let dir = files.as_path();
+                let worldline = command[0] == "worldline";
+                let base = |mock: &MockServer| {
+                    if worldline {
+                        mock.worldline_base_url()
+                    } else {
+                        mock.base_url()
+                    }
+                };
+                let bases = [
+                    ("an echoing server", base(echo)),
+                    ("an echoing gateway page", base(echo_page)),
+                    ("the mock", base(plain)),
+                    ("a closed port", "http://127.0.0.1:1/auth".to_owned()),
+                ];
+                for way in [Way::Argv, Way::Env, Way::Files] {
+                    for (server, url) in &bases {
+                        for output_mode in ["text", "json"] {
+                            let context =
+                                format!("{command:?} {way:?} against {server}, {output_mode}");
+                            let output = run_with_secrets(
+                                way,
+                                url,
+                                "marker-client",
+                                &["--output", output_mode, "--timeout", "5"],
+                                command,
+                                secrets,
+                                dir,
+                            );
+                            let text = assert_quiet(&output, &markers, &context);
+                            assert!(
+                                matches!(output.status.code(), Some(1 | 3)),
+                                "{context}: {text}"
+                            );
+                            if server.starts_with("an echoing") && text.contains("<redacted>") {
+                                redacted_echoes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            if matches!(way, Way::Argv) {
+                                assert!(text.contains("on the command line"), "{context}: {text}");
+                            } else {
+                                assert!(!text.contains("on the command line"), "{context}: {text}");
+                            }
+                        }
+                    }
+                    // A usage error after the secrets were read.
+                    let output = run_with_secrets(
+                        way,
+                        &base(plain),
+                        "marker-client",
+                        &["--timeout", "0"],
+                        command,
+                        secrets,
+                        dir,
+                    );
+                    let context = format!("{command:?} {way:?} with a bad --timeout");
+                    assert_quiet(&output, &markers, &context);
+                    assert_eq!(output.status.code(), Some(2), "{context}");
+                }
+            });
+        }
+    });
+    let redacted_echoes = redacted_echoes.into_inner();
+    // Not vacuous: the echoing servers quoted the secrets, and what reached the terminal
+    // shows where they were cut out.
+    assert!(redacted_echoes >= 9 * 3 * 2, "{redacted_echoes}");
+
+    // Success, with the client's secret a marker and each input token checked by value.
+    plain.register_truelayer_client("marker-client", CS, &[REDIRECT]);
+    plain.register_worldline_secret_client(
+        obauth_mock::WORLDLINE_REALM,
+        "marker-client",
+        CS,
+        &["VOP"],
+    );
+    for way in [Way::Argv, Way::Env, Way::Files] {
+        let context = format!("client credentials {way:?}");
+        let output = run_with_secrets(
+            way,
+            &plain.base_url(),
+            "marker-client",
+            &[],
+            &[
+                "truelayer",
+                "token",
+                "client-credentials",
+                "--scope",
+                "payments",
+            ],
+            &[(CLIENT_SECRET, CS)],
+            &dir.0,
+        );
+        assert_quiet(&output, &[CS], &context);
+        assert!(output.status.success(), "{context}: {}", stderr(&output));
+        let output = run_with_secrets(
+            way,
+            &plain.worldline_base_url(),
+            "marker-client",
+            &[],
+            &[
+                "worldline",
+                "token",
+                "--realm",
+                obauth_mock::WORLDLINE_REALM,
+                "--scope",
+                "VOP",
+            ],
+            &[(CLIENT_SECRET, CS)],
+            &dir.0,
+        );
+        assert_quiet(&output, &[CS], &context);
+        assert!(output.status.success(), "{context}: {}", stderr(&output));
+
+        // A whole connection: the code, the spent refresh token and the access token given
+        // to delete-credential never come back out.
+        let link = json(&run_with_secrets(
+            way,
+            &plain.base_url(),
+            "marker-client",
+            &["--output", "json"],
+            &[
+                "truelayer",
+                "auth-link",
+                "--provider-id",
+                "mock",
+                "--scope",
+                "info offline_access",
+                "--redirect-uri",
+                REDIRECT,
+                "--consent-id",
+                "c-1",
+                "--pkce",
+            ],
+            &[(CLIENT_SECRET, CS)],
+            &dir.0,
+        ));
+        let verifier = link["code_verifier"].as_str().unwrap().to_owned();
+        let code = obauth_mock_code(&plain.approve(link["result"].as_str().unwrap()).unwrap());
+        let exchanged = run_with_secrets(
+            way,
+            &plain.base_url(),
+            "marker-client",
+            &["--output", "json"],
+            &["truelayer", "token", "exchange", "--redirect-uri", REDIRECT],
+            &[(CODE, &code), (VERIFIER, &verifier), (CLIENT_SECRET, CS)],
+            &dir.0,
+        );
+        assert_quiet(&exchanged, &[CS, &code, &verifier], &context);
+        let tokens = json(&exchanged);
+        let refresh_token = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let refreshed = run_with_secrets(
+            way,
+            &plain.base_url(),
+            "marker-client",
+            &["--output", "json"],
+            &["truelayer", "token", "refresh"],
+            &[(REFRESH, &refresh_token), (CLIENT_SECRET, CS)],
+            &dir.0,
+        );
+        assert_quiet(&refreshed, &[CS, &refresh_token], &context);
+        let access_token = json(&refreshed)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let deleted = run_with_secrets(
+            way,
+            &plain.base_url(),
+            "marker-client",
+            &[],
+            &["truelayer", "delete-credential"],
+            &[(ACCESS, &access_token)],
+            &dir.0,
+        );
+        assert_quiet(&deleted, &[CS, &access_token], &context);
+        assert!(deleted.status.success(), "{context}: {}", stderr(&deleted));
+    }
 }
