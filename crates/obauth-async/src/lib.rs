@@ -42,9 +42,9 @@ pub mod worldline;
 
 pub use manager::{TokenSource, UserTokens};
 pub use obauth_core as core;
-pub use obauth_core::Error;
 pub use obauth_core::manager::ManagerOptions;
 pub use obauth_core::store::{AsyncTokenStore, MemoryStore, SealingKey, TokenStore};
+pub use obauth_core::{Error, OutgoingRequest};
 #[cfg(feature = "postgres")]
 pub use obauth_postgres::PostgresStore;
 #[cfg(feature = "redis")]
@@ -81,7 +81,7 @@ pub(crate) async fn execute<O: Operation>(
     }
     loop {
         let request = call.request(Now::system(), &mut OsRandom)?;
-        let outcome = transport.send(request).await;
+        let outcome = transport.send(OutgoingRequest::new(request)).await;
         match call.outcome(outcome, Now::system(), &mut OsRandom) {
             Step::Done(result) => return result,
             Step::Retry(delay) => sleep(delay).await,

@@ -4,13 +4,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{Request, Response};
+use http::Response;
 pub use obauth_core::Timeouts;
 use obauth_core::client::{Bound, ClientSettings, TransportChoice};
 use obauth_core::url::is_loopback_host;
 use obauth_core::{
-    AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
-    TransportErrorKind,
+    AttemptTimeout, Error, MAX_RESPONSE_BODY, OutgoingRequest, TimeoutError, TimeoutPhase,
+    TransportError, TransportErrorKind,
 };
 
 /// Sends one request and reads the whole answer.
@@ -18,10 +18,14 @@ use obauth_core::{
 /// Implement it to bring any HTTP client. An implementation must not follow redirects,
 /// must bound the time of a call, must cap the body it reads, and must report failures as
 /// [`Error::Transport`] or [`Error::Timeout`] (never as a client-specific type).
+///
+/// The request comes as an [`OutgoingRequest`], whose `Debug` shows no body and no
+/// credentials, so a transport may log what it is handed; take the `http::Request` to send
+/// with [`OutgoingRequest::into_inner`] (and don't log that).
 #[async_trait]
 pub trait HttpTransport: Send + Sync {
     /// Sends `request`; any status, including 4xx and 5xx, is an `Ok` response.
-    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error>;
+    async fn send(&self, request: OutgoingRequest) -> Result<Response<Vec<u8>>, Error>;
 }
 
 /// The default transport: a `reqwest::Client` that never follows redirects.
@@ -127,7 +131,8 @@ impl ReqwestTransport {
 
 #[async_trait]
 impl HttpTransport for ReqwestTransport {
-    async fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+    async fn send(&self, request: OutgoingRequest) -> Result<Response<Vec<u8>>, Error> {
+        let request = request.into_inner();
         self.timeouts.check()?;
         // A token manager's deadline may leave this attempt less than the usual total.
         let cap = request

@@ -31,8 +31,8 @@ use obauth_async::types::{
     AccessToken, AuthorizationCode, ClientSecret, ErrorCode, RefreshToken, Scopes, worldline,
 };
 use obauth_async::{
-    Error, HttpTransport, ManagerOptions, MemoryStore, ReqwestTransport, Timeouts, TokenSource,
-    TokenStore, TrueLayerClient, UserTokens, WorldlineClient,
+    Error, HttpTransport, ManagerOptions, MemoryStore, OutgoingRequest, ReqwestTransport, Timeouts,
+    TokenSource, TokenStore, TrueLayerClient, UserTokens, WorldlineClient,
 };
 use obauth_mock::{Endpoint, Fault, MockServer, SigningIdentity};
 
@@ -602,10 +602,10 @@ async fn the_mock_refuses_replayed_expired_and_long_lived_assertions() {
     // The same signed request twice: the second is a jti replay.
     let request = signed(&default, SystemTime::now());
     let replay = request.clone();
-    op.parse_response(&transport.send(request).await.unwrap())
+    op.parse_response(&transport.send(request.into()).await.unwrap())
         .unwrap();
     let error = op
-        .parse_response(&transport.send(replay).await.unwrap())
+        .parse_response(&transport.send(replay.into()).await.unwrap())
         .unwrap_err();
     assert_eq!(error.api_code(), Some(&ErrorCode::InvalidClient));
     assert!(error.to_string().contains("reuse"), "{error}");
@@ -613,7 +613,7 @@ async fn the_mock_refuses_replayed_expired_and_long_lived_assertions() {
     // Signed two minutes ago: expired.
     let old = signed(&default, SystemTime::now() - Duration::from_secs(120));
     let error = op
-        .parse_response(&transport.send(old).await.unwrap())
+        .parse_response(&transport.send(old.into()).await.unwrap())
         .unwrap_err();
     assert!(error.to_string().contains("expired"), "{error}");
 
@@ -621,7 +621,7 @@ async fn the_mock_refuses_replayed_expired_and_long_lived_assertions() {
     let long = config(Duration::from_secs(120));
     let request = signed(&long, SystemTime::now());
     let error = op
-        .parse_response(&transport.send(request).await.unwrap())
+        .parse_response(&transport.send(request.into()).await.unwrap())
         .unwrap_err();
     assert!(error.to_string().contains("lifetime"), "{error}");
 }
@@ -732,7 +732,7 @@ async fn urls_that_reqwest_normalises_are_not_mistaken_for_redirects() {
         .header("content-type", "application/json")
         .body(b"{}".to_vec())
         .unwrap();
-    let response = transport.send(request).await.unwrap();
+    let response = transport.send(request.into()).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
 }
 
@@ -764,7 +764,10 @@ async fn unbounded_or_zero_timeouts_are_refused() {
             .body(Vec::new())
             .unwrap();
         assert!(
-            matches!(transport.send(request).await, Err(Error::InvalidInput(_))),
+            matches!(
+                transport.send(request.into()).await,
+                Err(Error::InvalidInput(_))
+            ),
             "{timeouts:?}"
         );
     }
@@ -1388,10 +1391,7 @@ impl Scripted {
 
 #[async_trait]
 impl HttpTransport for Scripted {
-    async fn send(
-        &self,
-        _request: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, Error> {
+    async fn send(&self, _request: OutgoingRequest) -> Result<http::Response<Vec<u8>>, Error> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let (status, body) = self
             .answers
@@ -1648,10 +1648,7 @@ fn without_member(body: &str, name: &str) -> String {
 
 #[async_trait]
 impl HttpTransport for DropsExpiresIn {
-    async fn send(
-        &self,
-        request: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, Error> {
+    async fn send(&self, request: OutgoingRequest) -> Result<http::Response<Vec<u8>>, Error> {
         let refresh =
             String::from_utf8_lossy(request.body()).contains(r#""grant_type":"refresh_token""#);
         let mut response = self.inner.send(request).await?;
@@ -2315,4 +2312,46 @@ async fn a_server_quoting_the_request_gets_none_of_its_secrets_into_an_error() {
         worldline.token(Scopes::from([worldline::Scope::Vop]))
     );
     assert_eq!(checked, 16);
+}
+
+/// A transport that logs what it is handed with `{:?}`, then sends it.
+struct Logging {
+    inner: ReqwestTransport,
+    log: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl HttpTransport for Logging {
+    async fn send(&self, request: OutgoingRequest) -> Result<http::Response<Vec<u8>>, Error> {
+        self.log.lock().unwrap().push(format!("{request:?}"));
+        self.inner.send(request).await
+    }
+}
+
+#[tokio::test]
+async fn a_transport_that_logs_its_requests_logs_no_secret() {
+    let mock = MockServer::start();
+    let logging = Arc::new(Logging {
+        inner: ReqwestTransport::new(Timeouts::default()).unwrap(),
+        log: Mutex::new(Vec::new()),
+    });
+    let client = truelayer_over(&mock.base_url(), logging.clone());
+    client
+        .client_credentials(Scopes::from([Scope::Payments]))
+        .await
+        .unwrap();
+    let error = client
+        .delete_credential(AccessToken::new("Logged-Access-Token"))
+        .await
+        .unwrap_err();
+    assert!(error.status().is_some(), "{error}");
+    let log = logging.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("POST") && log.contains("/connect/token"),
+        "{log}"
+    );
+    assert!(log.contains("\"authorization\": [redacted]"), "{log}");
+    for secret in [obauth_mock::TRUELAYER_CLIENT_SECRET, "Logged-Access-Token"] {
+        assert!(!log.contains(secret), "{secret} in {log}");
+    }
 }

@@ -31,8 +31,8 @@ use obauth_blocking::types::{
     AccessToken, AuthorizationCode, ClientSecret, ErrorCode, RefreshToken, Scopes, worldline,
 };
 use obauth_blocking::{
-    Error, HttpTransport, ManagerOptions, MemoryStore, Timeouts, TokenSource, TokenStore,
-    TrueLayerClient, UreqTransport, UserTokens, WorldlineClient,
+    Error, HttpTransport, ManagerOptions, MemoryStore, OutgoingRequest, Timeouts, TokenSource,
+    TokenStore, TrueLayerClient, UreqTransport, UserTokens, WorldlineClient,
 };
 use obauth_mock::{Endpoint, Fault, MockServer, SigningIdentity};
 
@@ -1166,7 +1166,7 @@ struct StripExpiresIn {
 }
 
 impl HttpTransport for StripExpiresIn {
-    fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
+    fn send(&self, request: OutgoingRequest) -> Result<http::Response<Vec<u8>>, Error> {
         let refresh = serde_json::from_slice::<serde_json::Value>(request.body())
             .is_ok_and(|body| body["grant_type"] == "refresh_token");
         let mut response = self.inner.send(request)?;
@@ -1433,7 +1433,7 @@ fn unbounded_or_zero_timeouts_are_refused_not_panicked_on() {
             .body(Vec::new())
             .unwrap();
         assert!(
-            matches!(transport.send(request), Err(Error::InvalidInput(_))),
+            matches!(transport.send(request.into()), Err(Error::InvalidInput(_))),
             "{timeouts:?}"
         );
     }

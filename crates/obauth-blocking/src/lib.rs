@@ -40,9 +40,9 @@ pub mod worldline;
 
 pub use manager::{TokenSource, UserTokens};
 pub use obauth_core as core;
-pub use obauth_core::Error;
 pub use obauth_core::manager::ManagerOptions;
 pub use obauth_core::store::{MemoryStore, SealingKey, TokenStore};
+pub use obauth_core::{Error, OutgoingRequest};
 #[cfg(feature = "redis")]
 pub use obauth_redis::RedisStore;
 #[cfg(feature = "sqlite")]
@@ -72,7 +72,7 @@ pub(crate) fn execute<O: Operation>(
     }
     loop {
         let request = call.request(Now::system(), &mut OsRandom)?;
-        let outcome = transport.send(request);
+        let outcome = transport.send(OutgoingRequest::new(request));
         match call.outcome(outcome, Now::system(), &mut OsRandom) {
             Step::Done(result) => return result,
             Step::Retry(delay) => std::thread::sleep(delay),

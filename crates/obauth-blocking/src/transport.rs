@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::Response;
 pub use obauth_core::Timeouts;
 use obauth_core::client::{Bound, ClientSettings, TransportChoice};
 use obauth_core::url::is_loopback_host;
 use obauth_core::{
-    AttemptTimeout, Error, MAX_RESPONSE_BODY, TimeoutError, TimeoutPhase, TransportError,
-    TransportErrorKind,
+    AttemptTimeout, Error, MAX_RESPONSE_BODY, OutgoingRequest, TimeoutError, TimeoutPhase,
+    TransportError, TransportErrorKind,
 };
 use ureq::config::Config;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -21,9 +21,13 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 /// Implement it to bring any HTTP client. An implementation must not follow redirects,
 /// must bound the time of a call, must cap the body it reads, and must report failures as
 /// [`Error::Transport`] or [`Error::Timeout`] (never as a client-specific type).
+///
+/// The request comes as an [`OutgoingRequest`], whose `Debug` shows no body and no
+/// credentials, so a transport may log what it is handed; take the `http::Request` to send
+/// with [`OutgoingRequest::into_inner`] (and don't log that).
 pub trait HttpTransport: Send + Sync {
     /// Sends `request`; any status, including 4xx and 5xx, is an `Ok` response.
-    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error>;
+    fn send(&self, request: OutgoingRequest) -> Result<Response<Vec<u8>>, Error>;
 }
 
 /// The default transport: a `ureq::Agent` that treats every status as an answer, never
@@ -164,7 +168,8 @@ impl Default for UreqTransport {
 }
 
 impl HttpTransport for UreqTransport {
-    fn send(&self, request: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
+    fn send(&self, request: OutgoingRequest) -> Result<Response<Vec<u8>>, Error> {
+        let request = request.into_inner();
         // ureq adds the timeouts to `Instant`s, which panics on overflow: refuse them here
         // too, for transports built directly rather than through a client builder.
         self.timeouts.check()?;

@@ -36,6 +36,7 @@ pub mod error;
 pub mod expiry;
 pub mod manager;
 pub mod operation;
+mod outgoing;
 pub mod pkce;
 pub mod random;
 mod redact;
@@ -56,6 +57,7 @@ pub use error::{
 };
 pub use obauth_types as types;
 pub use operation::{Operation, Replay, RequestContext};
+pub use outgoing::OutgoingRequest;
 pub use random::{OsRandom, RandomSource};
 pub use url::BaseUrl;
 pub use wire::{MAX_RESPONSE_BODY, USER_AGENT};
