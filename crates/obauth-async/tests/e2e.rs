@@ -136,13 +136,23 @@ async fn truelayer_user_connection_lifecycle() {
         .await
         .unwrap();
     assert_eq!(debug.provider_id, "ob-transferwise");
-    let deleted = client
-        .delete_debug_id(token.access_token.clone())
+    // As the spec describes it, with no body: the debug id created last.
+    let deleted = client.delete_debug_id().await.unwrap();
+    assert_eq!(deleted.debug_id, debug.debug_id);
+    let none_left = client.delete_debug_id().await.unwrap_err();
+    assert_eq!(none_left.api_code(), Some(&ErrorCode::NotFound));
+    // The opt-in body names the credential.
+    let again = client
+        .create_debug_id(token.access_token.clone())
         .await
         .unwrap();
-    assert_eq!(deleted.debug_id, debug.debug_id);
+    let deleted = client
+        .delete_debug_id_with_token(token.access_token.clone())
+        .await
+        .unwrap();
+    assert_eq!(deleted.debug_id, again.debug_id);
     let none_left = client
-        .delete_debug_id(token.access_token.clone())
+        .delete_debug_id_with_token(token.access_token.clone())
         .await
         .unwrap_err();
     assert_eq!(none_left.api_code(), Some(&ErrorCode::NotFound));
@@ -2299,7 +2309,7 @@ async fn a_server_quoting_the_request_gets_none_of_its_secrets_into_an_error() {
     echoed!(
         Endpoint::DeleteDebugId,
         [ACCESS],
-        client.delete_debug_id(AccessToken::new(ACCESS))
+        client.delete_debug_id_with_token(AccessToken::new(ACCESS))
     );
     echoed!(
         Endpoint::DeleteCredential,

@@ -300,7 +300,9 @@ pub(crate) enum DebugId {
         #[command(flatten)]
         access_token: AccessTokenArgs,
     },
-    /// DELETE /api/debug (sends the same body as create; see docs/spec-notes.md).
+    /// DELETE /api/debug: with no body, as the spec describes it; with an access token
+    /// (optional), that token in the body as create sends it, for a server that wants it
+    /// (see docs/spec-notes.md).
     Delete {
         #[command(flatten)]
         access_token: AccessTokenArgs,

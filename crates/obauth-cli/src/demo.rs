@@ -122,7 +122,7 @@ macro_rules! tour {
         };
         if let Some(token) = token {
             tally.step(binding, "truelayer.debug.create", $tl.create_debug_id(token.access_token.clone())$($await)*, |d| d.debug_id.clone());
-            tally.step(binding, "truelayer.debug.delete", $tl.delete_debug_id(token.access_token.clone())$($await)*, |d| format!("{} deleted", d.debug_id));
+            tally.step(binding, "truelayer.debug.delete", $tl.delete_debug_id()$($await)*, |d| format!("{} deleted", d.debug_id));
             let refresh = token.refresh_token.clone().ok_or("the exchange issued no refresh token");
             if let Some(refresh) = tally.step(binding, "(offline_access gave a refresh token)", refresh, |r| short(r.expose_secret())) {
                 let rotated = tally.step(binding, "truelayer.token.refresh", $tl.refresh(refresh.clone())$($await)*, |t| {

@@ -382,7 +382,16 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                     client.create_debug_id(access_token(args)?)?
                 }
                 DebugId::Delete { access_token: args } => {
-                    client.delete_debug_id(access_token(args)?)?
+                    let token = secrets::resolve(
+                        secrets::ACCESS_TOKEN,
+                        args.access_token,
+                        args.access_token_file.as_deref(),
+                    )
+                    .map_err(Problem::Usage)?;
+                    match token {
+                        None => client.delete_debug_id()?,
+                        Some(token) => client.delete_debug_id_with_token(token)?,
+                    }
                 }
             };
             print(output, &to_json(&response));

@@ -168,6 +168,21 @@ fn a_whole_truelayer_connection_from_the_command_line() {
         ],
     ));
     assert_eq!(debug["provider_id"], "stet-credit-agricole");
+    // As the spec describes it: no token, no body.
+    let deleted = json(&tl(&mock, &["debug-id", "delete", "--output", "json"]));
+    assert_eq!(deleted["debug_id"], debug["debug_id"]);
+    // With the opt-in token body.
+    let debug = json(&tl(
+        &mock,
+        &[
+            "debug-id",
+            "create",
+            "--access-token",
+            &access,
+            "--output",
+            "json",
+        ],
+    ));
     let deleted = json(&tl(
         &mock,
         &[

@@ -94,11 +94,9 @@ fn main() -> Result<(), Error> {
         debug_json,
         |id| id.debug_id.clone(),
     )?;
-    step(
-        &truelayer.delete_debug_id(AccessToken::new("at")),
-        debug_json,
-        |id| id.debug_id.clone(),
-    )?;
+    step(&truelayer.delete_debug_id(), debug_json, |id| {
+        id.debug_id.clone()
+    })?;
     step(
         &truelayer.delete_credential(AccessToken::new("at")),
         "",

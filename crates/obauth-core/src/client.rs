@@ -279,13 +279,21 @@ macro_rules! truelayer_client_methods {
             self.execute(&self.config().create_debug_id(access_token))$(.$await)?
         }
 
-        /// `DELETE /api/debug`: deletes the debug id of the credential behind
-        /// `access_token`.
+        /// `DELETE /api/debug` as the spec describes it: no body, no parameter.
         pub $($async)? fn delete_debug_id(
+            &self,
+        ) -> Result<$crate::types::truelayer::debug::DebugIdResponse, $crate::Error> {
+            self.execute(&self.config().delete_debug_id())$(.$await)?
+        }
+
+        /// `DELETE /api/debug` with `{"access_token": …}` as its body, naming the credential
+        /// whose debug id to delete: for a server known to want it (the spec gives the
+        /// operation no body).
+        pub $($async)? fn delete_debug_id_with_token(
             &self,
             access_token: $crate::types::AccessToken,
         ) -> Result<$crate::types::truelayer::debug::DebugIdResponse, $crate::Error> {
-            self.execute(&self.config().delete_debug_id(access_token))$(.$await)?
+            self.execute(&self.config().delete_debug_id_with_token(access_token))$(.$await)?
         }
 
         /// `DELETE /api/delete`: deletes the connection behind `access_token`.

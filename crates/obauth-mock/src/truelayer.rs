@@ -107,6 +107,9 @@ pub(crate) struct TrueLayerState {
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
     credentials: HashMap<String, Credential>,
+    /// The credential whose debug id was created last: what a `DELETE /api/debug` with no
+    /// body (as the spec describes it) deletes.
+    last_debug: Option<String>,
     providers: Vec<Provider>,
     pub(crate) token_lifetime: Duration,
     /// The id the next grant gets.
@@ -131,6 +134,7 @@ impl TrueLayerState {
             access: HashMap::new(),
             refresh: HashMap::new(),
             credentials: HashMap::new(),
+            last_debug: None,
             providers,
             token_lifetime: Duration::from_secs(3600),
             next_grant: 1,
@@ -562,12 +566,30 @@ impl TrueLayerState {
     }
 
     fn debug(&mut self, body: &[u8], create: bool) -> Answer {
-        let request: DebugIdRequest = match serde_json::from_slice(body) {
-            Ok(request) => request,
-            Err(error) => return invalid_request(&describe_json_error("debug request", &error)),
-        };
-        let Some(credential_id) = self.connection(request.access_token.expose_secret()) else {
-            return unauthorized();
+        // The spec's DELETE has no body: it deletes the debug id created last. With the
+        // POST's body (an opt-in of obauth's), the one of that token's credential.
+        let credential_id = if !create && body.trim_ascii().is_empty() {
+            match self.last_debug.clone() {
+                Some(credential_id) => credential_id,
+                None => {
+                    return Answer::error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "no debug id to delete",
+                    );
+                }
+            }
+        } else {
+            let request: DebugIdRequest = match serde_json::from_slice(body) {
+                Ok(request) => request,
+                Err(error) => {
+                    return invalid_request(&describe_json_error("debug request", &error));
+                }
+            };
+            match self.connection(request.access_token.expose_secret()) {
+                Some(credential_id) => credential_id,
+                None => return unauthorized(),
+            }
         };
         let Some(credential) = self.credentials.get_mut(&credential_id) else {
             return unauthorized();
@@ -575,8 +597,12 @@ impl TrueLayerState {
         let debug_id = if create {
             let id = format!("{}|{}", credential.provider_id, random_token(""));
             credential.debug_id = Some(id.clone());
+            self.last_debug = Some(credential_id.clone());
             id
         } else {
+            if self.last_debug.as_ref() == Some(&credential_id) {
+                self.last_debug = None;
+            }
             match credential.debug_id.take() {
                 Some(id) => id,
                 None => {

@@ -1,9 +1,9 @@
 //! `POST /api/debug` and `DELETE /api/debug`: debug ids to share with TrueLayer support.
 //!
-//! The spec gives `DELETE /api/debug` neither body nor parameter, yet answers with the
-//! deleted `debug_id` of a credential. obauth sends the `POST` body (`{"access_token": …}`)
-//! with the `DELETE` too, so the server can tell whose debug id to delete;
-//! `docs/spec-notes.md` explains the choice.
+//! The spec gives `DELETE /api/debug` no body, no parameter and `security: []`, and obauth
+//! sends it that way ([`TrueLayerConfig::delete_debug_id`]). A server known to want the
+//! access token in a body, as `POST` takes it, gets it with
+//! [`TrueLayerConfig::delete_debug_id_with_token`]; `docs/spec-notes.md` explains both.
 
 use http::Method;
 use obauth_types::AccessToken;
@@ -24,11 +24,22 @@ impl TrueLayerConfig {
         }
     }
 
-    /// Deletes the debug id of the credential behind `access_token` (`DELETE /api/debug`).
-    pub fn delete_debug_id(&self, access_token: AccessToken) -> DeleteDebugId<'_> {
+    /// `DELETE /api/debug` as the spec describes it: no body, no parameter, no credentials.
+    /// A strictly validating server refuses a body on it.
+    pub fn delete_debug_id(&self) -> DeleteDebugId<'_> {
         DeleteDebugId {
             config: self,
-            access_token,
+            access_token: None,
+        }
+    }
+
+    /// `DELETE /api/debug` with the `POST` body, `{"access_token": …}`, naming whose debug id
+    /// to delete: an opt-in for a server known to want it (the spec gives this operation
+    /// no body).
+    pub fn delete_debug_id_with_token(&self, access_token: AccessToken) -> DeleteDebugId<'_> {
+        DeleteDebugId {
+            config: self,
+            access_token: Some(access_token),
         }
     }
 
@@ -77,11 +88,11 @@ impl Operation for CreateDebugId<'_> {
     }
 }
 
-/// `DELETE /api/debug`.
+/// `DELETE /api/debug`, with no body or (opt-in) with the access token in one.
 #[derive(Debug)]
 pub struct DeleteDebugId<'a> {
     config: &'a TrueLayerConfig,
-    access_token: AccessToken,
+    access_token: Option<AccessToken>,
 }
 
 impl Operation for DeleteDebugId<'_> {
@@ -93,8 +104,16 @@ impl Operation for DeleteDebugId<'_> {
     }
 
     fn build_request(&self, _cx: &mut RequestContext<'_>) -> Result<http::Request<Vec<u8>>, Error> {
-        self.config
-            .debug_request(Method::DELETE, &self.access_token)
+        match &self.access_token {
+            Some(access_token) => self.config.debug_request(Method::DELETE, access_token),
+            None => Ok(wire::request(
+                Method::DELETE,
+                self.config.endpoints.debug.clone(),
+                &self.config.user_agent,
+                None,
+                Vec::new(),
+            )),
+        }
     }
 
     fn parse_response<B: AsRef<[u8]>>(

@@ -171,7 +171,8 @@ proptest! {
         check(&config.create_auth_link(AuthLink::new("p", Scopes::from([Scope::Info]), "https://a/cb", "c")), &response);
         check(&config.create_reauth_link(ReauthLink::new(RefreshToken::new("r"), "https://a/cb")), &response);
         check(&config.create_debug_id(AccessToken::new("a")), &response);
-        check(&config.delete_debug_id(AccessToken::new("a")), &response);
+        check(&config.delete_debug_id(), &response);
+        check(&config.delete_debug_id_with_token(AccessToken::new("a")), &response);
         check(&config.delete_credential(AccessToken::new("a")), &response);
         check(&config.providers(ProvidersQuery::default()), &response);
         let worldline = WorldlineConfig::new(

@@ -157,7 +157,7 @@ fn link_debug_delete_and_providers_succeed_on_spec_examples() {
         Some("Consent expired or revoked")
     );
     let deleted = config
-        .delete_debug_id(AccessToken::new("a"))
+        .delete_debug_id()
         .parse_response(&json(200, fixture!("truelayer/debug-200.json")))
         .unwrap();
     assert_eq!(deleted.debug_id, id.debug_id);

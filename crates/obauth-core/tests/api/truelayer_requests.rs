@@ -216,7 +216,7 @@ fn reauth_link() {
 }
 
 #[test]
-fn debug_id_create_and_delete_send_the_token_in_the_body() {
+fn debug_id_create_and_the_opt_in_delete_send_the_token_in_the_body() {
     let config = sandbox();
     for (op_request, method, replay) in [
         (
@@ -225,9 +225,11 @@ fn debug_id_create_and_delete_send_the_token_in_the_body() {
             config.create_debug_id(AccessToken::new("x")).replay(),
         ),
         (
-            build(&config.delete_debug_id(AccessToken::new("at-1"))).unwrap(),
+            build(&config.delete_debug_id_with_token(AccessToken::new("at-1"))).unwrap(),
             "DELETE",
-            config.delete_debug_id(AccessToken::new("x")).replay(),
+            config
+                .delete_debug_id_with_token(AccessToken::new("x"))
+                .replay(),
         ),
     ] {
         assert_eq!(op_request.method(), method);
@@ -245,6 +247,22 @@ fn debug_id_create_and_delete_send_the_token_in_the_body() {
         };
         assert_eq!(replay, expected);
     }
+}
+
+#[test]
+fn debug_id_delete_sends_what_the_spec_says_no_body_no_credentials() {
+    let config = sandbox();
+    let request = build(&config.delete_debug_id()).unwrap();
+    assert_eq!(request.method(), "DELETE");
+    assert_eq!(
+        request.uri(),
+        "https://auth.truelayer-sandbox.com/api/debug"
+    );
+    assert_common_headers(&request, None);
+    assert!(request.body().is_empty());
+    assert_eq!(header(&request, "authorization"), None);
+    assert_eq!(header(&request, "content-type"), None);
+    assert_eq!(config.delete_debug_id().replay(), Replay::Safe);
 }
 
 #[test]

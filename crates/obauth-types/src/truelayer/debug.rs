@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::AccessToken;
 
 /// The body of `POST /api/debug` (spec: `DebugIdRequest`); obauth sends the same body with
-/// `DELETE /api/debug` (see `docs/spec-notes.md`).
+/// `DELETE /api/debug` only when asked to (see `docs/spec-notes.md`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DebugIdRequest {
