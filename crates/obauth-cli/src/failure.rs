@@ -7,6 +7,7 @@ use obauth_blocking::core::StoreErrorKind;
 use serde_json::json;
 
 use crate::cli::Output;
+use crate::terminal::escaped;
 
 /// Why a command failed, and so its exit code.
 pub(crate) enum Failure {
@@ -31,15 +32,17 @@ impl Failure {
 
     pub(crate) fn report(&self) {
         match self {
-            Failure::Usage(message) => complain!("obauth: {message}"),
+            // Messages may quote the server (already folded by the core) or a local path:
+            // shown, never obeyed, by the terminal.
+            Failure::Usage(message) => complain!("obauth: {}", escaped(message)),
             Failure::Api { error, json } => {
-                complain!("obauth: {error}");
+                complain!("obauth: {}", escaped(&error.to_string()));
                 if *json {
                     say!("{}", error_json(error));
                 }
             }
-            Failure::Other(error) => complain!("obauth: {error}"),
-            Failure::Failed(message) => complain!("obauth: {message}"),
+            Failure::Other(error) => complain!("obauth: {}", escaped(&error.to_string())),
+            Failure::Failed(message) => complain!("obauth: {}", escaped(message)),
         }
     }
 

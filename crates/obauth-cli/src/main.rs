@@ -34,6 +34,7 @@ mod failure;
 mod postgres;
 mod run;
 mod secrets;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -29,6 +29,7 @@ use crate::cli::{
 use crate::failure::Failure;
 use crate::postgres::BlockingPostgres;
 use crate::secrets;
+use crate::terminal::escaped;
 
 pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
     let global = cli.global;
@@ -360,10 +361,10 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                     for provider in &providers {
                         say!(
                             "{:<28} {:<3} {:<28} {}",
-                            provider.provider_id,
-                            provider.country,
-                            provider.display_name,
-                            provider.scopes
+                            escaped(provider.provider_id.as_str()),
+                            escaped(provider.country.as_ref()),
+                            escaped(&provider.display_name),
+                            escaped(&provider.scopes.to_string())
                         );
                     }
                 }
@@ -603,7 +604,7 @@ fn print_link(output: Output, url: &str, pkce: Option<&Pkce>) {
     match output {
         Output::Json => print(output, &value),
         Output::Text => {
-            say!("link: {url}");
+            say!("link: {}", escaped(url));
             if let Some(pkce) = pkce {
                 say!(
                     "code_verifier: {} (keep it: the token exchange needs it)",
@@ -622,16 +623,18 @@ fn to_json(value: &impl serde::Serialize) -> serde_json::Value {
 fn print(output: Output, value: &serde_json::Value) {
     match output {
         Output::Json => say!("{value}"),
+        // Server text, shown and not obeyed by the terminal.
         Output::Text => match value.as_object() {
             Some(map) => {
                 for (key, item) in map {
+                    let key = escaped(key);
                     match item {
-                        serde_json::Value::String(text) => say!("{key}: {text}"),
-                        other => say!("{key}: {other}"),
+                        serde_json::Value::String(text) => say!("{key}: {}", escaped(text)),
+                        other => say!("{key}: {}", escaped(&other.to_string())),
                     }
                 }
             }
-            None => say!("{value}"),
+            None => say!("{}", escaped(&value.to_string())),
         },
     }
 }

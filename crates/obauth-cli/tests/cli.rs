@@ -1813,3 +1813,138 @@ fn marker_secrets_never_reach_the_output_of_any_subcommand_on_any_path() {
         assert!(deleted.status.success(), "{context}: {}", stderr(&deleted));
     }
 }
+
+/// A server that answers every request with `200` and `body`, for as long as the test runs.
+fn fixed_answer_server(body: String) -> String {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut request_body = vec![0; length];
+            let _ = reader.read_exact(&mut request_body);
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn server_text_is_shown_escaped_and_links_that_are_not_web_addresses_refused() {
+    let secret = temp_file("escape-secret", "s3cret\n");
+    let secret = secret.to_str().unwrap();
+    let token = |token_type: &str| {
+        let base = fixed_answer_server(
+            serde_json::json!({
+                "access_token": "at-\u{1b}[2J\u{1b}]0;pwned\u{7}",
+                "token_type": token_type,
+                "expires_in": 3600,
+                "scope": "pay\u{1b}[8mments",
+            })
+            .to_string(),
+        );
+        obauth(&[
+            "--base-url",
+            &base,
+            "--client-id",
+            "c",
+            "--client-secret-file",
+            secret,
+            "truelayer",
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+        ])
+    };
+    let output = token("Bearer");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{7}'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("at-\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
+        "{text}"
+    );
+    assert!(text.contains("scope: pay\\u{1b}[8mments"), "{text}");
+    // A token_type forging a second line is refused, and the message says so on one line.
+    let output = token("Bearer\r\nforged: yes");
+    assert_eq!(output.status.code(), Some(3));
+    assert!(output.stdout.is_empty());
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
+    assert!(!stderr(&output).contains('\r'), "{:?}", stderr(&output));
+
+    let providers = serde_json::json!([{
+        "provider_id": "ob-\u{1b}[31mred",
+        "display_name": "Bank\u{202e}gnp.exe",
+        "country": "uk",
+        "scopes": ["info"],
+        "logo_url": "https://x/l.svg",
+        "icon_url": "https://x/i.svg",
+        "release_stage": "general_availability",
+    }])
+    .to_string();
+    let base = fixed_answer_server(providers);
+    let output = obauth(&["--base-url", &base, "truelayer", "providers"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("ob-\\u{1b}[31mred") && text.contains("Bank\\u{202e}gnp.exe"),
+        "{text}"
+    );
+
+    for link in [
+        "javascript:alert(1)",
+        "\u{1b}]8;;https://evil.example\u{7}https://auth.truelayer.com\u{1b}]8;;\u{7}",
+        "http://evil.example/login",
+    ] {
+        let base =
+            fixed_answer_server(serde_json::json!({ "result": link, "success": true }).to_string());
+        let output = obauth(&[
+            "--base-url",
+            &base,
+            "--client-id",
+            "c",
+            "--client-secret-file",
+            secret,
+            "truelayer",
+            "auth-link",
+            "--provider-id",
+            "p",
+            "--scope",
+            "info",
+            "--redirect-uri",
+            REDIRECT,
+            "--consent-id",
+            "c-1",
+        ]);
+        assert_eq!(output.status.code(), Some(3), "{link}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("not an https URL"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(output.stdout.is_empty());
+        assert!(!stderr(&output).contains('\u{1b}'));
+    }
+}

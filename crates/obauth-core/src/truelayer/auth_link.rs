@@ -283,5 +283,32 @@ fn parse_link<B: AsRef<[u8]>>(response: &http::Response<B>) -> Result<String, Er
             UnexpectedKind::WrongShape("result is empty".to_owned()),
         ));
     }
+    if !is_web_link(&link.result) {
+        // A person opens this link: `javascript:…`, `data:…`, a plain-text address off
+        // this host or text with control characters must not reach a browser or terminal.
+        return Err(wire::unexpected(
+            response,
+            UnexpectedKind::WrongShape(
+                "result is not an https URL (http only to a loopback host)".to_owned(),
+            ),
+        ));
+    }
     Ok(link.result)
+}
+
+/// An absolute `https://` URL with a host, or `http://` to a loopback host (a local test
+/// server); nothing else a browser could be sent to.
+fn is_web_link(link: &str) -> bool {
+    // http::Uri refuses control characters and spaces.
+    let Ok(uri) = link.parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host().filter(|host| !host.is_empty()) else {
+        return false;
+    };
+    match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => crate::url::is_loopback_host(host),
+        _ => false,
+    }
 }

@@ -140,6 +140,31 @@ fn link_debug_delete_and_providers_succeed_on_spec_examples() {
             .unwrap_err(),
     );
     assert_eq!(not_created.kind, UnexpectedKind::LinkNotCreated);
+    // A link a person would open must be a web address: https, or http on loopback.
+    for hostile in [
+        "javascript:alert(document.cookie)",
+        "data:text/html,<script>alert(1)</script>",
+        "http://evil.example/login",
+        "https://ok.example/\\u001b]8;;https://evil.example\\u0007",
+        "https://ok.example/a\\r\\nforged: line",
+        "/relative/path",
+        "https:///no-host",
+    ] {
+        let body = format!(r#"{{"result":"{hostile}","success":true}}"#);
+        let refused = unexpected(link.parse_response(&json(200, &body)).unwrap_err());
+        assert!(
+            matches!(&refused.kind, UnexpectedKind::WrongShape(why) if why.contains("https")),
+            "{hostile}: {refused}"
+        );
+    }
+    for fine in [
+        "https://auth.example/x?y=1",
+        "http://127.0.0.1:8080/x",
+        "http://[::1]/x",
+    ] {
+        let body = format!(r#"{{"result":"{fine}","success":true}}"#);
+        assert_eq!(link.parse_response(&json(200, &body)).unwrap(), fine);
+    }
 
     let debug = config.create_debug_id(AccessToken::new("a"));
     let id = debug
