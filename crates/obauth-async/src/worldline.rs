@@ -71,7 +71,13 @@ impl WorldlineClient {
 
     /// Runs any core operation through this client's transport and retry policy.
     pub async fn execute<O: Operation + Sync>(&self, op: &O) -> Result<O::Output, Error> {
-        execute(&**self.inner.transport(), self.inner.retry(), op, None).await
+        execute(
+            &**self.inner.transport(),
+            self.inner.retry(),
+            op,
+            Some(self.inner.call_deadline()),
+        )
+        .await
     }
 
     pub(crate) fn transport(&self) -> Arc<dyn HttpTransport> {

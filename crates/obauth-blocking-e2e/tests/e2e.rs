@@ -353,13 +353,47 @@ fn retryable_faults_are_retried_within_the_budget() {
             retry_after: Some(1),
         },
     );
+    // A Retry-After that the call's total timeout (800 ms here) has no room for: the call
+    // ends at once with the answer in hand, rather than after the wait.
     let started = Instant::now();
-    client.providers(ProvidersQuery::default()).unwrap();
+    let error = client.providers(ProvidersQuery::default()).unwrap_err();
+    assert_eq!(error.status().map(|s| s.as_u16()), Some(429), "{error}");
+    assert!(started.elapsed() < Duration::from_millis(800));
+    assert_eq!(mock.requests(Endpoint::Providers), 1);
+    // With room for it, the wait is honoured.
+    mock.reset_counts();
+    mock.inject(
+        Some(Endpoint::Providers),
+        1,
+        Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+    );
+    let patient = truelayer_with_total(&mock, Duration::from_secs(10));
+    let started = Instant::now();
+    patient.providers(ProvidersQuery::default()).unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After honoured"
     );
     assert_eq!(mock.requests(Endpoint::Providers), 2);
+
+    // A server that answers slower than the total timeout, each attempt: the attempts share
+    // the one deadline, so the call ends near it, not after three of them.
+    let slow = MockServer::start();
+    slow.inject(None, 3, Fault::Delay(Duration::from_secs(2)));
+    let started = Instant::now();
+    let error = truelayer(&slow)
+        .providers(ProvidersQuery::default())
+        .unwrap_err();
+    assert!(matches!(&error, Error::Timeout(_)), "{error:?}");
+    assert!(error.to_string().contains("overall deadline"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 
     mock.reset_counts();
     mock.inject(Some(Endpoint::Providers), 1, Fault::CloseConnection);
@@ -453,7 +487,7 @@ fn non_retryable_faults_give_typed_errors_and_nothing_hangs() {
     let started = Instant::now();
     let error = impatient.client_credentials(scopes()).unwrap_err();
     assert!(
-        matches!(error, Error::Timeout(t) if t.phase == TimeoutPhase::Total),
+        matches!(error, Error::Timeout(t) if t.phase == TimeoutPhase::Deadline),
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(2));

@@ -73,7 +73,12 @@ impl TrueLayerClient {
 
     /// Runs any core operation through this client's transport and retry policy.
     pub fn execute<O: Operation + Sync>(&self, op: &O) -> Result<O::Output, Error> {
-        execute(&**self.inner.transport(), self.inner.retry(), op, None)
+        execute(
+            &**self.inner.transport(),
+            self.inner.retry(),
+            op,
+            Some(self.inner.call_deadline()),
+        )
     }
 
     pub(crate) fn transport(&self) -> Arc<dyn HttpTransport> {

@@ -45,8 +45,8 @@ pub(crate) struct Global {
     /// and the environment).
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) client_secret_file: Option<PathBuf>,
-    /// Connect and answer timeout of each attempt, in seconds (failed calls that are safe to
-    /// repeat are retried up to 3 times in all).
+    /// The whole call's timeout, in seconds: failed calls that are safe to repeat are
+    /// retried (up to 3 attempts in all) only within it.
     #[arg(long, global = true, default_value_t = 30.0)]
     pub(crate) timeout: f64,
     /// `text` for people, `json` for scripts (exactly the parsed response on stdout).

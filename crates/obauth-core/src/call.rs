@@ -28,13 +28,15 @@ use crate::random::{RandomSource, random_u64};
 use crate::retry::{Failure, RetryDecision, RetryPolicy};
 use crate::scrub::RequestSecrets;
 
-/// Connect and total timeouts of one attempt, which every transport must enforce (the
-/// bindings' transports do, also on a client or agent you hand them).
+/// Connect and total timeouts, which every transport must enforce on each attempt (the
+/// bindings' transports do, also on a client or agent you hand them). A client's call also
+/// ends within `total` as a whole: its attempts and the pauses between them share it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Resolving, connecting and the TLS handshake. Default 10 s.
     pub connect: Duration,
-    /// The whole attempt, from sending to the last body byte. Default 30 s.
+    /// The whole attempt, from sending to the last body byte, and for a client's call,
+    /// every attempt and pause together. Default 30 s.
     pub total: Duration,
 }
 

@@ -9,6 +9,7 @@
 //! macros are for the bindings, not for applications.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use obauth_types::ClientSecret;
 
@@ -24,7 +25,8 @@ use crate::worldline::{WorldlineAuth, WorldlineConfig};
 pub struct ClientSettings {
     /// The `User-Agent`; `obauth/<version>` when unset.
     pub user_agent: Option<String>,
-    /// Connect and total timeouts of each attempt.
+    /// The connect timeout of each attempt, and the total time of a call: its attempts and
+    /// the pauses between them share `total`.
     pub timeouts: Timeouts,
     /// When and how often to retry.
     pub retry: RetryPolicy,
@@ -35,16 +37,32 @@ pub struct Bound<C, T: ?Sized> {
     config: C,
     transport: Arc<T>,
     retry: RetryPolicy,
+    call_timeout: Duration,
 }
 
 impl<C, T: ?Sized> Bound<C, T> {
-    /// `config` sent through `transport` under `retry`.
+    /// `config` sent through `transport` under `retry`; each call ends within the default
+    /// total timeout (30 s), retries included.
     pub fn new(config: C, transport: Arc<T>, retry: RetryPolicy) -> Self {
         Self {
             config,
             transport,
             retry,
+            call_timeout: Timeouts::default().total,
         }
+    }
+
+    /// The time one call may take, every attempt and pause included.
+    pub fn with_call_timeout(mut self, call_timeout: Duration) -> Self {
+        self.call_timeout = call_timeout;
+        self
+    }
+
+    /// The deadline of a call starting now: retries stop, and the last attempt is cut
+    /// short, when it passes.
+    pub fn call_deadline(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_add(self.call_timeout).unwrap_or(now)
     }
 
     /// The settings the client sends with.
@@ -100,14 +118,13 @@ impl<T: ?Sized, N> TransportChoice<T, N> {
         make: impl FnOnce(Option<N>, Timeouts) -> Result<Arc<T>, Error>,
     ) -> Result<Bound<C, T>, Error> {
         common.retry.check()?;
+        // Checked with a transport of the caller's own too: `total` bounds every call.
+        common.timeouts.check()?;
         let transport = match self.custom {
             Some(custom) => custom,
-            None => {
-                common.timeouts.check()?;
-                make(self.native, common.timeouts)?
-            }
+            None => make(self.native, common.timeouts)?,
         };
-        Ok(Bound::new(config, transport, common.retry))
+        Ok(Bound::new(config, transport, common.retry).with_call_timeout(common.timeouts.total))
     }
 }
 
@@ -200,7 +217,8 @@ macro_rules! client_builder_setters {
             self
         }
 
-        /// Connect and total timeouts per attempt (defaults: 10 s and 30 s). Each must be
+        /// The connect timeout of each attempt and the total time of each call, retries and
+        /// the pauses between them included (defaults: 10 s and 30 s). Each must be
         /// above zero and at most [`Timeouts::MAX`](crate::Timeouts::MAX) (an hour); `build`
         /// refuses others.
         pub fn timeouts(mut self, timeouts: $crate::Timeouts) -> Self {

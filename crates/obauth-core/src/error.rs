@@ -502,8 +502,9 @@ pub enum TimeoutPhase {
     Connect,
     /// The whole call, from sending to the last body byte.
     Total,
-    /// A token manager's deadline for the whole fetch (store, lease, every attempt and the
-    /// waits between them): no further attempt or wait fitted in it.
+    /// The deadline of the whole call (a client's total timeout; for a token manager, the
+    /// whole fetch: store, lease, every attempt and the waits between them): no further
+    /// attempt or wait fitted in it.
     Deadline,
 }
 
@@ -522,7 +523,9 @@ impl fmt::Display for TimeoutError {
             TimeoutPhase::Connect => "connecting",
             TimeoutPhase::Total => "waiting for the answer",
             TimeoutPhase::Deadline => {
-                f.write_str("timed out: the token fetch's deadline passed")?;
+                f.write_str(
+                    "timed out: the call's overall deadline passed (its attempts and the pauses between them share the total timeout)",
+                )?;
                 if !self.after.is_zero() {
                     write!(f, " (the last attempt had {:.1?} left)", self.after)?;
                 }
