@@ -1948,3 +1948,53 @@ fn server_text_is_shown_escaped_and_links_that_are_not_web_addresses_refused() {
         assert!(!stderr(&output).contains('\u{1b}'));
     }
 }
+
+#[test]
+fn hostile_answers_end_the_command_with_exit_3_in_time() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let faults = [
+        obauth_mock::Fault::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: b"<html>hello</html>".to_vec(),
+        },
+        obauth_mock::Fault::Raw {
+            status: 307,
+            headers: vec![("location".into(), format!("{target}/connect/token"))],
+            body: Vec::new(),
+        },
+        obauth_mock::Fault::OversizedBody(50 * 1024 * 1024),
+        obauth_mock::Fault::Trickle(std::time::Duration::from_secs(1)),
+    ];
+    for fault in faults {
+        let name = format!("{fault:?}").chars().take(40).collect::<String>();
+        let mock = MockServer::start();
+        mock.inject(Some(obauth_mock::Endpoint::TrueLayerToken), 3, fault);
+        let started = std::time::Instant::now();
+        let output = tl(
+            &mock,
+            &[
+                "token",
+                "client-credentials",
+                "--scope",
+                "payments",
+                "--timeout",
+                "2",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(3), "{name}: {}", stderr(&output));
+        assert!(output.stdout.is_empty(), "{name}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(4),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        assert_quiet(&output, &[obauth_mock::TRUELAYER_CLIENT_SECRET], &name);
+    }
+    assert!(
+        listener.accept().is_err(),
+        "the redirect target was contacted"
+    );
+}

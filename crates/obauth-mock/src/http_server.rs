@@ -1,5 +1,6 @@
 //! The HTTP/1.1 layer: accepts connections, reads requests, applies faults, writes answers.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -95,6 +96,23 @@ async fn respond(
             Ok(to_response(lock().handle(&request)))
         }
         Delivery::Close => Err(Hangup),
+        Delivery::Trickled(answer, interval) => {
+            let body = Bytes::from(answer.body);
+            let mut response = to_response(Answer {
+                status: answer.status,
+                headers: answer.headers,
+                body: Vec::new(),
+            });
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
+            *response.body_mut() = MockBody::Trickle {
+                rest: body,
+                interval,
+                sleep: None,
+            };
+            Ok(response)
+        }
         Delivery::Truncated(answer) => {
             // Announce the whole length, send half, then drop the connection.
             let full = answer.body.len().max(2);
@@ -124,10 +142,16 @@ fn to_response(answer: Answer) -> http::Response<MockBody> {
     response
 }
 
-/// A whole body, or one that breaks off: some bytes, then the connection drops.
+/// A whole body, one that breaks off (some bytes, then the connection drops), or one sent a
+/// byte at a time.
 pub(crate) enum MockBody {
     Full(Option<Bytes>),
     Truncated(Option<Bytes>),
+    Trickle {
+        rest: Bytes,
+        interval: std::time::Duration,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    },
 }
 
 impl Body for MockBody {
@@ -136,9 +160,24 @@ impl Body for MockBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
+            MockBody::Trickle {
+                rest,
+                interval,
+                sleep,
+            } => {
+                if rest.is_empty() {
+                    return Poll::Ready(None);
+                }
+                let timer = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(*interval)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                *sleep = None;
+                Poll::Ready(Some(Ok(Frame::data(rest.split_to(1)))))
+            }
             MockBody::Full(chunk) => Poll::Ready(
                 chunk
                     .take()
@@ -153,7 +192,11 @@ impl Body for MockBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, MockBody::Full(None))
+        match self {
+            MockBody::Full(None) => true,
+            MockBody::Trickle { rest, .. } => rest.is_empty(),
+            _ => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -161,6 +204,7 @@ impl Body for MockBody {
             MockBody::Full(Some(chunk)) => SizeHint::with_exact(chunk.len() as u64),
             MockBody::Full(None) => SizeHint::with_exact(0),
             MockBody::Truncated(_) => SizeHint::default(),
+            MockBody::Trickle { rest, .. } => SizeHint::with_exact(rest.len() as u64),
         }
     }
 }

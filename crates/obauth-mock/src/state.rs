@@ -44,12 +44,26 @@ pub enum Fault {
     EchoRequest,
     /// The same as an HTML page with status `502`, as a gateway's error page might.
     EchoRequestPage,
+    /// Exactly this answer, whatever was asked: a hostile or broken server (an HTML page
+    /// under `200`, JSON missing fields, invalid UTF-8, a redirect with its `Location`).
+    Raw {
+        /// The HTTP status.
+        status: u16,
+        /// Headers, in order (`Content-Length` is set by the mock).
+        headers: Vec<(String, String)>,
+        /// The body, byte for byte.
+        body: Vec<u8>,
+    },
+    /// The real answer's headers at once, then its body one byte per `interval` (a
+    /// slowloris server: only a total timeout ends it).
+    Trickle(Duration),
 }
 
 /// How the HTTP layer delivers an answer.
 pub(crate) enum Delivery {
     Whole(Answer),
     Truncated(Answer),
+    Trickled(Answer, Duration),
     Close,
     Delayed(Duration),
 }
@@ -112,6 +126,28 @@ pub(crate) fn deliver(fault: Fault, request: &Request, real: impl FnOnce() -> An
         )
     };
     match fault {
+        Fault::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut answer = Answer::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                "application/json",
+                body,
+            );
+            answer.headers.remove(http::header::CONTENT_TYPE);
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    http::header::HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(&value),
+                ) {
+                    answer.headers.append(name, value);
+                }
+            }
+            Delivery::Whole(answer)
+        }
+        Fault::Trickle(interval) => Delivery::Trickled(real(), interval),
         Fault::EchoRequest => {
             let echo = echo();
             Delivery::Whole(Answer::json(
