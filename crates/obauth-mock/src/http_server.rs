@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::state::{Delivery, State, deliver};
@@ -33,10 +33,18 @@ pub(crate) async fn serve(
             _ = &mut stopped => return,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                let header_read_timeout = state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .header_read_timeout;
                 let state = Arc::clone(&state);
                 tokio::spawn(async move {
                     let service = service_fn(move |request| respond(Arc::clone(&state), request));
+                    // A client that never finishes its headers is dropped, so a slow
+                    // or idle connection cannot hold a task (and a socket) forever.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_read_timeout)
                         .keep_alive(true)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;

@@ -145,6 +145,19 @@ impl MockServer {
         self.addr
     }
 
+    /// How long a connection may take to send a request's headers, or stay idle between
+    /// requests, before the mock closes it (default 20 s; applies to connections accepted
+    /// from now on). A client that sends half a request and waits holds nothing for long.
+    pub fn set_header_read_timeout(&self, timeout: Duration) {
+        self.state().header_read_timeout = timeout;
+    }
+
+    /// The consent links issued and not yet used, and the bytes they hold. Both are
+    /// bounded (10,000 links, 8 MiB): the oldest links are forgotten first.
+    pub fn open_consents(&self) -> (usize, usize) {
+        self.state().truelayer.open_consents()
+    }
+
     /// Registers a TrueLayer client with its secret and allowed redirect URIs.
     pub fn register_truelayer_client(
         &self,

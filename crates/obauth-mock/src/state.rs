@@ -73,6 +73,9 @@ pub(crate) struct State {
     pub(crate) worldline: WorldlineState,
     pub(crate) faults: Vec<(Option<Endpoint>, usize, Fault)>,
     pub(crate) counts: HashMap<Endpoint, usize>,
+    /// How long a connection may take to send a request's headers (or stay idle between
+    /// requests) before the mock closes it.
+    pub(crate) header_read_timeout: Duration,
 }
 
 impl State {
@@ -81,6 +84,7 @@ impl State {
             truelayer: TrueLayerState::new(base.clone()),
             worldline: WorldlineState::new(format!("{base}/auth")),
             faults: Vec::new(),
+            header_read_timeout: Duration::from_secs(20),
             counts: HashMap::new(),
         }
     }

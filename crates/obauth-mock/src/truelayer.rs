@@ -8,7 +8,7 @@
 //! access tokens with it. The connection (credential) itself stays: reauthentication is
 //! how its user gets a fresh grant.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -53,6 +53,26 @@ struct Session {
     provider_id: String,
     /// Set for reauthentication: the connection being renewed.
     credential: Option<String>,
+}
+
+/// At most this many consent links are kept open; older ones are forgotten.
+const MAX_SESSIONS: usize = 10_000;
+/// At most this many bytes of consent sessions (`state` and the like are the caller's):
+/// 400 links with a 900 KB `state` must not grow the mock by 360 MB.
+const MAX_SESSION_BYTES: usize = 8 * 1024 * 1024;
+
+impl Session {
+    /// The bytes the session holds, near enough.
+    fn bytes(&self) -> usize {
+        self.client_id.len()
+            + self.redirect_uri.len()
+            + self.scope.len()
+            + self.state.as_ref().map_or(0, String::len)
+            + self.code_challenge.as_ref().map_or(0, String::len)
+            + self.provider_id.len()
+            + self.credential.as_ref().map_or(0, String::len)
+            + 128
+    }
 }
 
 struct Code {
@@ -103,6 +123,10 @@ pub(crate) struct TrueLayerState {
     base: String,
     clients: HashMap<String, Client>,
     sessions: HashMap<String, Session>,
+    /// Consent links in the order they were issued, oldest first (some already used).
+    session_order: VecDeque<String>,
+    /// The bytes the open consent sessions hold.
+    session_bytes: usize,
     codes: HashMap<String, Code>,
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
@@ -130,6 +154,8 @@ impl TrueLayerState {
             base,
             clients: HashMap::new(),
             sessions: HashMap::new(),
+            session_order: VecDeque::new(),
+            session_bytes: 0,
             codes: HashMap::new(),
             access: HashMap::new(),
             refresh: HashMap::new(),
@@ -176,12 +202,12 @@ impl TrueLayerState {
             Endpoint::Providers => self.providers(&request.query),
             Endpoint::Consent => {
                 let link = format!("{}{}?{}", self.base, request.path, request.query);
-                match self.approve(&link, None) {
-                    Ok(back) if back.contains("://") => Answer::redirect(&back),
-                    Ok(form) => Answer::new(
+                match self.approve_to(&link, None) {
+                    Ok((back, None)) => Answer::redirect(&back),
+                    Ok((form, Some(redirect_uri))) => Answer::new(
                         StatusCode::OK,
                         "text/html",
-                        auto_post_form(&form).into_bytes(),
+                        auto_post_form(&redirect_uri, &form).into_bytes(),
                     ),
                     Err(why) => Answer::error(StatusCode::BAD_REQUEST, "invalid_request", &why),
                 }
@@ -463,9 +489,24 @@ impl TrueLayerState {
         }
     }
 
+    pub(crate) fn open_consents(&self) -> (usize, usize) {
+        (self.sessions.len(), self.session_bytes)
+    }
+
     fn link(&mut self, session: Session) -> Answer {
         let id = random_token("");
+        self.session_bytes += session.bytes();
         self.sessions.insert(id.clone(), session);
+        self.session_order.push_back(id.clone());
+        // Bounded, whatever callers send: the oldest unused links go first.
+        while self.sessions.len() > MAX_SESSIONS || self.session_bytes > MAX_SESSION_BYTES {
+            let Some(oldest) = self.session_order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.sessions.remove(&oldest) {
+                self.session_bytes -= gone.bytes();
+            }
+        }
         Answer::json(
             StatusCode::OK,
             &serde_json::json!({ "result": format!("{}/mock/consent/{id}", self.base), "success": true }),
@@ -475,14 +516,26 @@ impl TrueLayerState {
     /// Consent (or refusal, with `error`) on a link the mock issued, or on a hosted-dialog
     /// URL: the redirect back, or the `form_post` body.
     pub(crate) fn approve(&mut self, link: &str, error: Option<&str>) -> Result<String, String> {
+        self.approve_to(link, error).map(|(answer, _)| answer)
+    }
+
+    /// The same, with the redirect URI a `form_post` body is to be posted to.
+    fn approve_to(
+        &mut self,
+        link: &str,
+        error: Option<&str>,
+    ) -> Result<(String, Option<String>), String> {
         let rest = link
             .strip_prefix(&self.base)
             .ok_or_else(|| "not a link of this mock".to_owned())?;
         let session = if let Some(id) = rest.strip_prefix("/mock/consent/") {
             let id = id.split(['?', '#']).next().unwrap_or_default();
-            self.sessions
+            let session = self
+                .sessions
                 .remove(id)
-                .ok_or_else(|| "unknown or used consent link".to_owned())?
+                .ok_or_else(|| "unknown, used or expired consent link".to_owned())?;
+            self.session_bytes -= session.bytes();
+            session
         } else if let Some(query) = rest.strip_prefix("/?") {
             self.dialog_session(query)?
         } else {
@@ -500,7 +553,11 @@ impl TrueLayerState {
                 self.codes.insert(
                     code,
                     Code {
-                        session: session.clone(),
+                        // `state` went back with the redirect; the code does not need it.
+                        session: Session {
+                            state: None,
+                            ..session.clone()
+                        },
                         used: false,
                         credential: None,
                     },
@@ -512,14 +569,14 @@ impl TrueLayerState {
         }
         let params = params.finish();
         if session.form_post {
-            Ok(params)
+            Ok((params, Some(session.redirect_uri)))
         } else {
             let separator = if session.redirect_uri.contains('?') {
                 '&'
             } else {
                 '?'
             };
-            Ok(format!("{}{separator}{params}", session.redirect_uri))
+            Ok((format!("{}{separator}{params}", session.redirect_uri), None))
         }
     }
 
@@ -744,7 +801,8 @@ fn unauthorized() -> Answer {
     )
 }
 
-fn auto_post_form(body: &str) -> String {
+/// A page that posts `body`'s fields to `action` (the redirect URI) as soon as it loads.
+fn auto_post_form(action: &str, body: &str) -> String {
     let inputs: String = form_urlencoded::parse(body.as_bytes())
         .map(|(name, value)| {
             format!(
@@ -755,7 +813,8 @@ fn auto_post_form(body: &str) -> String {
         })
         .collect();
     format!(
-        "<html><body onload=\"document.forms[0].submit()\"><form method=\"post\">{inputs}</form></body></html>"
+        "<html><body onload=\"document.forms[0].submit()\"><form method=\"post\" action=\"{}\">{inputs}<noscript><button type=\"submit\">Continue</button></noscript></form></body></html>",
+        escape(action)
     )
 }
 
