@@ -49,7 +49,16 @@ fn client_builder(timeouts: Timeouts) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.total)
+        // `http://localhost` is allowed because it is loopback: it must not be whatever a
+        // resolver says (RFC 6761 §6.3). The URL's port is kept.
+        .resolve_to_addrs("localhost", &LOCALHOST)
 }
+
+/// Where `localhost` goes: the loopback addresses, never a lookup.
+const LOCALHOST: [std::net::SocketAddr; 2] = [
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0),
+    std::net::SocketAddr::new(std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), 0),
+];
 
 fn built(client: reqwest::Result<reqwest::Client>) -> Result<reqwest::Client, Error> {
     client.map_err(|error| {

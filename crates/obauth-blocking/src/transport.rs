@@ -1,6 +1,7 @@
 //! Sending requests: the [`HttpTransport`] seam and its ureq implementation.
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -211,7 +212,8 @@ impl HttpTransport for UreqTransport {
     }
 }
 
-/// ureq's resolver, with answers kept for [`UreqTransport::DNS_TTL`].
+/// ureq's resolver, with answers kept for [`UreqTransport::DNS_TTL`], and `localhost` the
+/// loopback addresses without a lookup.
 #[derive(Debug, Default)]
 struct CachingResolver {
     inner: DefaultResolver,
@@ -225,6 +227,21 @@ impl Resolver for CachingResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        // `http://localhost` is allowed because it is loopback: it must not be whatever a
+        // resolver says (RFC 6761 §6.3).
+        if uri
+            .host()
+            .is_some_and(|host| host.eq_ignore_ascii_case("localhost"))
+        {
+            let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+            let mut addrs = self.empty();
+            addrs.push(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+            addrs.push(SocketAddr::from((Ipv6Addr::LOCALHOST, port)));
+            return Ok(addrs);
+        }
         let key = format!(
             "{}://{}",
             uri.scheme_str().unwrap_or_default(),
@@ -265,4 +282,35 @@ pub(crate) fn bind<C>(
             None => Arc::new(UreqTransport::new(timeouts)),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn localhost_is_the_loopback_addresses_without_a_lookup() {
+        let resolver = CachingResolver::default();
+        let config = UreqTransport::config(Timeouts::default());
+        for (url, port) in [
+            ("http://localhost:4321/auth", 4321),
+            ("http://LocalHost/auth", 80),
+            ("https://localhost/", 443),
+        ] {
+            let uri: http::Uri = url.parse().unwrap();
+            let addrs = resolver
+                .resolve(&uri, &config, NextTimeout::default())
+                .unwrap();
+            assert_eq!(
+                addrs.iter().copied().collect::<Vec<_>>(),
+                [
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                    SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+                ],
+                "{url}"
+            );
+        }
+        // Nothing was looked up, so nothing was cached.
+        assert!(resolver.cache.lock().unwrap().is_empty());
+    }
 }
