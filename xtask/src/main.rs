@@ -1,7 +1,8 @@
 //! Project tasks that are more than one `cargo` call (cargo-xtask convention).
 //!
 //! `cargo xtask ci` runs what CI runs: format check, clippy with warnings denied on every
-//! target, the whole test suite, and the docs with warnings denied.
+//! target, the whole test suite, the docs with warnings denied, the layering checks and
+//! `cargo deny check bans licenses sources`.
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -14,9 +15,10 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(env::args().any(|arg| arg == "--smoke")),
         Some("mutants") => mutants(),
+        Some("deny") => deny(env::args().any(|arg| arg == "--advisories")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci              fmt check, clippy -D warnings, tests, docs, bench smoke run\n  test            the test suite only\n  bench           run the benchmarks and write docs/benchmarks.md\n  bench --smoke   compile the benchmarks and run each once\n  mutants         cargo-mutants on the token machine, expiry, retry and URL code (installs cargo-mutants if missing; not part of ci)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci              fmt check, clippy -D warnings, tests, bench smoke run, docs, layering, cargo deny\n  test            the test suite only\n  bench           run the benchmarks and write docs/benchmarks.md\n  bench --smoke   compile the benchmarks and run each once\n  mutants         cargo-mutants on the token machine, expiry, retry and URL code (installs cargo-mutants if missing; not part of ci)\n  deny            cargo-deny: bans, licenses, sources (installs cargo-deny if missing; part of ci)\n  deny --advisories   the same and the RustSec advisories (needs github.com)"
             );
             return ExitCode::from(2);
         }
@@ -52,7 +54,8 @@ fn ci() -> Result<(), String> {
         &["doc", "--workspace", "--no-deps", "--locked"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
-    layering()
+    layering()?;
+    deny(false)
 }
 
 fn test() -> Result<(), String> {
@@ -121,6 +124,41 @@ fn servers() -> Result<(), String> {
             "`{install}` failed: install it by hand and run again"
         ))
     }
+}
+
+/// The cargo-deny the project checks with; `cargo xtask deny` installs it when missing.
+const CARGO_DENY: &str = "0.19.0";
+
+/// `cargo deny check` against `deny.toml`: bans, licenses and sources, which need only
+/// crates.io; with `advisories`, the RustSec database too, which is fetched from GitHub and
+/// so is left out where GitHub is unreachable (the CI machine): see docs/security.md.
+fn deny(advisories: bool) -> Result<(), String> {
+    let version = Command::new(cargo())
+        .args(["deny", "--version"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned());
+    if !version.is_some_and(|version| version.contains(CARGO_DENY)) {
+        // A debug build: it compiles in half the time, and a check runs in a second either way.
+        run(
+            "install cargo-deny",
+            &[
+                "install",
+                "--locked",
+                "--debug",
+                "cargo-deny",
+                "--version",
+                CARGO_DENY,
+            ],
+            &[],
+        )?;
+    }
+    let mut checks = vec!["deny", "check", "bans", "licenses", "sources"];
+    if advisories {
+        checks.push("advisories");
+    }
+    run("cargo deny", &checks, &[])
 }
 
 /// The types and core crates must stay free of HTTP clients and runtimes, and the
