@@ -134,7 +134,13 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
                 let sent = Now::system();
                 let result = match managed.endpoint().request(&grant) {
                     Ok(op) => {
-                        execute(managed.transport(), managed.retry(), &op, Some(deadline)).await
+                        execute(
+                            managed.transport(),
+                            managed.retry(),
+                            &op,
+                            crate::Limit::Deadline(deadline),
+                        )
+                        .await
                     }
                     Err(error) => Err(error),
                 };

@@ -75,7 +75,7 @@ impl WorldlineClient {
             &**self.inner.transport(),
             self.inner.retry(),
             op,
-            Some(self.inner.call_deadline()),
+            crate::Limit::Budget(self.inner.call_timeout()),
         )
         .await
     }

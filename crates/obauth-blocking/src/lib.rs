@@ -58,18 +58,28 @@ use obauth_core::expiry::Now;
 use obauth_core::retry::RetryPolicy;
 use obauth_core::{Call, Operation, OsRandom, Step};
 
+/// How a call is bounded as a whole.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Limit {
+    /// A token manager's deadline.
+    Deadline(Instant),
+    /// A client's total timeout, from the start of the call.
+    Budget(std::time::Duration),
+}
+
 /// Runs `op` through `transport`, retrying as `policy` and the operation allow, and within
 /// `deadline` if there is one.
 pub(crate) fn execute<O: Operation>(
     transport: &dyn HttpTransport,
     policy: RetryPolicy,
     op: &O,
-    deadline: Option<Instant>,
+    limit: Limit,
 ) -> Result<O::Output, Error> {
-    let mut call = Call::new(op, policy);
-    if let Some(deadline) = deadline {
-        call = call.with_deadline(deadline);
-    }
+    let call = Call::new(op, policy);
+    let mut call = match limit {
+        Limit::Deadline(deadline) => call.with_deadline(deadline),
+        Limit::Budget(budget) => call.with_budget(Instant::now(), budget),
+    };
     loop {
         let request = call.request(Now::system(), &mut OsRandom)?;
         let outcome = transport.send(OutgoingRequest::new(request));

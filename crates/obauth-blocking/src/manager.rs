@@ -106,7 +106,12 @@ fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Err
             Action::Send { grant, deadline } => {
                 let sent = Now::system();
                 let result = managed.endpoint().request(&grant).and_then(|op| {
-                    execute(managed.transport(), managed.retry(), &op, Some(deadline))
+                    execute(
+                        managed.transport(),
+                        managed.retry(),
+                        &op,
+                        crate::Limit::Deadline(deadline),
+                    )
                 });
                 Event::Answered { sent, result }
             }

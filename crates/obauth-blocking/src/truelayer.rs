@@ -77,7 +77,7 @@ impl TrueLayerClient {
             &**self.inner.transport(),
             self.inner.retry(),
             op,
-            Some(self.inner.call_deadline()),
+            crate::Limit::Budget(self.inner.call_timeout()),
         )
     }
 

@@ -87,6 +87,9 @@ pub struct Call<'o, O> {
     policy: RetryPolicy,
     attempt: u32,
     deadline: Option<Instant>,
+    /// With a budget (see [`Call::with_budget`]): its length, which an attempt with all of
+    /// it still ahead needs no cap for.
+    budget: Option<Duration>,
     /// The secrets of every request built so far, removed from the error that ends the call.
     secrets: RequestSecrets,
 }
@@ -108,13 +111,25 @@ impl<'o, O: Operation> Call<'o, O> {
             policy,
             attempt: 0,
             deadline: None,
+            budget: None,
             secrets: RequestSecrets::default(),
         }
     }
 
-    /// Bounds the whole call, every attempt and wait included, by `deadline`.
+    /// Bounds the whole call, every attempt and wait included, by `deadline`: each attempt
+    /// carries an [`AttemptTimeout`] of what is left.
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Bounds the whole call by `budget` from `now` (a client's total timeout): like
+    /// [`Call::with_deadline`], except that an attempt with the whole budget still ahead
+    /// (the first) carries no [`AttemptTimeout`], since the transport's own total timeout,
+    /// the same length, already bounds it. A transport then configures nothing per request.
+    pub fn with_budget(mut self, now: Instant, budget: Duration) -> Self {
+        self.deadline = now.checked_add(budget);
+        self.budget = Some(budget);
         self
     }
 
@@ -148,11 +163,33 @@ impl<'o, O: Operation> Call<'o, O> {
         let mut request = self
             .op
             .build_request(&mut RequestContext::new(now.wall, random))?;
-        if let Some(left) = left {
+        // A millisecond of slack: the first attempt of a budgeted call starts microseconds
+        // after the budget did.
+        let capped = |left: Duration| {
+            self.budget
+                .is_none_or(|budget| left + Duration::from_millis(1) < budget)
+        };
+        if let Some(left) = left.filter(|left| capped(*left)) {
             request.extensions_mut().insert(AttemptTimeout(left));
         }
         self.secrets.add_request(&request);
         Ok(request)
+    }
+
+    /// The error that ends the call. With a budget, an attempt that ran into its total
+    /// timeout ran into the call's: the transport's total is the budget, and never more
+    /// than what was left of it. The message then says so.
+    fn last(&self, error: Error) -> Error {
+        match error {
+            Error::Timeout(TimeoutError {
+                phase: TimeoutPhase::Total,
+                after,
+            }) if self.budget.is_some() => Error::Timeout(TimeoutError {
+                phase: TimeoutPhase::Deadline,
+                after,
+            }),
+            other => other,
+        }
     }
 
     /// Takes the transport's outcome for the current attempt and says what comes next.
@@ -187,10 +224,10 @@ impl<'o, O: Operation> Call<'o, O> {
                     now.mono.checked_add(delay).is_none_or(|at| at >= deadline)
                 }) =>
             {
-                Step::Done(Err(error))
+                Step::Done(Err(self.last(error)))
             }
             RetryDecision::RetryAfter(delay) => Step::Retry(delay),
-            RetryDecision::GiveUp => Step::Done(Err(error)),
+            RetryDecision::GiveUp => Step::Done(Err(self.last(error))),
         }
     }
 }
@@ -326,6 +363,34 @@ mod tests {
             call.outcome(status(429, ""), now, &mut OsRandom),
             Step::Retry(_)
         ));
+    }
+
+    #[test]
+    fn a_budget_leaves_the_first_attempt_to_the_transport_and_caps_the_rest() {
+        let config = config();
+        let op = config.client_credentials(Scopes::from([Scope::Payments]));
+        let start = t0();
+        let mut call =
+            Call::new(&op, RetryPolicy::default()).with_budget(start.mono, Duration::from_secs(10));
+        // The whole budget ahead: the transport's own total timeout (the same) bounds it.
+        let request = call.request(start, &mut OsRandom).unwrap();
+        assert_eq!(request.extensions().get::<AttemptTimeout>(), None);
+        // After 4 s and a retryable failure, the retry gets what is left.
+        let later = start.after(Duration::from_secs(4));
+        assert!(matches!(
+            call.outcome(status(503, ""), later, &mut OsRandom),
+            Step::Retry(_)
+        ));
+        let request = call.request(later, &mut OsRandom).unwrap();
+        assert_eq!(
+            request.extensions().get::<AttemptTimeout>(),
+            Some(&AttemptTimeout(Duration::from_secs(6)))
+        );
+        // Past the budget, no attempt starts.
+        match call.request(start.after(Duration::from_secs(10)), &mut OsRandom) {
+            Err(Error::Timeout(timeout)) => assert_eq!(timeout.phase, TimeoutPhase::Deadline),
+            other => panic!("expected the deadline, got {other:?}"),
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! macros are for the bindings, not for applications.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use obauth_types::ClientSecret;
 
@@ -58,11 +58,10 @@ impl<C, T: ?Sized> Bound<C, T> {
         self
     }
 
-    /// The deadline of a call starting now: retries stop, and the last attempt is cut
-    /// short, when it passes.
-    pub fn call_deadline(&self) -> Instant {
-        let now = Instant::now();
-        now.checked_add(self.call_timeout).unwrap_or(now)
+    /// The time one call may take, every attempt and pause included (the total timeout):
+    /// see [`crate::Call::with_budget`].
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// The settings the client sends with.
