@@ -1887,3 +1887,43 @@ fn hostile_servers_get_typed_errors_in_time_and_no_redirect_is_followed() {
         "a redirect was followed"
     );
 }
+
+#[test]
+fn a_retry_policy_whose_first_pause_outlasts_the_total_timeout_is_refused() {
+    let mock = MockServer::start();
+    let build = |policy: RetryPolicy, total: Duration| {
+        TrueLayerClient::builder(
+            Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+            obauth_mock::TRUELAYER_CLIENT_ID,
+        )
+        .retry_policy(policy)
+        .timeouts(Timeouts {
+            connect: Duration::from_secs(1),
+            total,
+        })
+        .build()
+    };
+    // The default policy pauses 200 ms first: a 150 ms call has no room for any retry.
+    match build(RetryPolicy::default(), Duration::from_millis(150)) {
+        Err(Error::InvalidInput(invalid)) => {
+            assert_eq!(invalid.what(), "retry policy");
+            assert!(invalid.problem().contains("total timeout"), "{invalid}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Fine with room for a pause, or with no retries at all.
+    assert!(build(RetryPolicy::default(), Duration::from_secs(1)).is_ok());
+    assert!(build(RetryPolicy::never(), Duration::from_millis(150)).is_ok());
+    // The same goes for a caller's own agent or transport.
+    let own = TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(&mock.base_url()).unwrap()),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+    )
+    .agent(UreqTransport::agent(Timeouts::default()))
+    .timeouts(Timeouts {
+        connect: Duration::from_secs(1),
+        total: Duration::from_millis(100),
+    })
+    .build();
+    assert!(matches!(own, Err(Error::InvalidInput(_))));
+}

@@ -111,6 +111,16 @@ fn timeouts(global: &Global) -> Result<Timeouts, Problem> {
     })
 }
 
+/// Retries when a pause fits in the --timeout the attempts share; none when it does not.
+fn retry_policy(global: &Global) -> RetryPolicy {
+    let policy = RetryPolicy::default();
+    if policy.base_delay.as_secs_f64() < global.timeout {
+        policy
+    } else {
+        RetryPolicy::never()
+    }
+}
+
 fn read_local(path: &std::path::Path, flag: &str) -> Result<Zeroizing<String>, Problem> {
     secrets::read_local(path, flag).map_err(Problem::Usage)
 }
@@ -149,7 +159,7 @@ fn truelayer_client(global: &Global, client_id: String) -> Result<TrueLayerClien
     };
     let mut builder = TrueLayerClient::builder(environment, client_id)
         .timeouts(timeouts(global)?)
-        .retry_policy(RetryPolicy::default());
+        .retry_policy(retry_policy(global));
     if let Some(secret) = client_secret(global)? {
         builder = builder.client_secret(secret);
     }
@@ -456,6 +466,7 @@ fn worldline(global: &Global, command: Worldline) -> Result<(), Problem> {
         auth,
     )
     .timeouts(timeouts(global)?)
+    .retry_policy(retry_policy(global))
     .build()?;
     let scopes = Scopes::<worldline::Scope>::parse(&scope);
     let shown = match token_store(global)? {

@@ -1998,3 +1998,42 @@ fn hostile_answers_end_the_command_with_exit_3_in_time() {
         "the redirect target was contacted"
     );
 }
+
+#[test]
+fn a_timeout_too_short_for_a_retry_pause_means_no_retries_not_an_error() {
+    let mock = MockServer::start();
+    let output = tl(
+        &mock,
+        &[
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+            "--timeout",
+            "0.2",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // With no room for a pause, a failure is not retried.
+    mock.inject(
+        Some(obauth_mock::Endpoint::TrueLayerToken),
+        1,
+        obauth_mock::Fault::Status {
+            status: 503,
+            retry_after: None,
+        },
+    );
+    let output = tl(
+        &mock,
+        &[
+            "token",
+            "client-credentials",
+            "--scope",
+            "payments",
+            "--timeout",
+            "0.2",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 2);
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use obauth_types::ClientSecret;
 
 use crate::call::Timeouts;
-use crate::error::Error;
+use crate::error::{Error, InvalidInput};
 use crate::retry::RetryPolicy;
 use crate::truelayer::{Environment, TrueLayerConfig};
 use crate::url::BaseUrl;
@@ -119,6 +119,14 @@ impl<T: ?Sized, N> TransportChoice<T, N> {
         common.retry.check()?;
         // Checked with a transport of the caller's own too: `total` bounds every call.
         common.timeouts.check()?;
+        if common.retry.max_attempts > 1 && common.retry.base_delay >= common.timeouts.total {
+            // The first pause alone would use up the call: no retry could ever be made.
+            return Err(InvalidInput::new(
+                "retry policy",
+                "base_delay must be shorter than the total timeout, which a call's attempts and pauses share",
+            )
+            .into());
+        }
         let transport = match self.custom {
             Some(custom) => custom,
             None => make(self.native, common.timeouts)?,
