@@ -90,6 +90,14 @@ impl RequestSecrets {
                     self.add(value);
                 }
             }
+            // A provider's extra inputs (`/v1/authuri`) may be the user's bank password.
+            if let Some(serde_json::Value::Object(inputs)) = fields.get("auth_inputs") {
+                for value in inputs.values() {
+                    if let serde_json::Value::String(value) = value {
+                        self.add(value);
+                    }
+                }
+            }
         }
     }
 
@@ -266,10 +274,19 @@ mod tests {
                 .body(Vec::new())
                 .unwrap(),
         );
-        let text = "Basic-Secret-1 Json-Secret-2 C0de Bearer-Token-3 app https://app.example/cb";
+        secrets.add_request(
+            &http::Request::post("http://127.0.0.1/v1/authuri")
+                .header(CONTENT_TYPE, "application/json")
+                .body(
+                    br#"{"provider_id":"p","auth_inputs":{"password":"Bank-Pass-4","branch":"b-1"}}"#
+                        .to_vec(),
+                )
+                .unwrap(),
+        );
+        let text = "Basic-Secret-1 Json-Secret-2 C0de Bearer-Token-3 Bank-Pass-4 app https://app.example/cb";
         assert_eq!(
             secrets.scrub(text),
-            "<redacted> <redacted> <redacted> <redacted> app https://app.example/cb"
+            "<redacted> <redacted> <redacted> <redacted> <redacted> app https://app.example/cb"
         );
     }
 
