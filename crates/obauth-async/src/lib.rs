@@ -65,16 +65,7 @@ use std::time::{Duration, Instant};
 
 use obauth_core::expiry::Now;
 use obauth_core::retry::RetryPolicy;
-use obauth_core::{Call, Operation, OsRandom, Step};
-
-/// How a call is bounded as a whole.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Limit {
-    /// A token manager's deadline.
-    Deadline(Instant),
-    /// A client's total timeout, from the start of the call.
-    Budget(std::time::Duration),
-}
+use obauth_core::{Call, CallLimit, Operation, OsRandom, Step};
 
 /// Runs `op` through `transport`, retrying as `policy` and the operation allow, and within
 /// `deadline` if there is one.
@@ -82,13 +73,9 @@ pub(crate) async fn execute<O: Operation>(
     transport: &dyn HttpTransport,
     policy: RetryPolicy,
     op: &O,
-    limit: Limit,
+    limit: CallLimit,
 ) -> Result<O::Output, Error> {
-    let call = Call::new(op, policy);
-    let mut call = match limit {
-        Limit::Deadline(deadline) => call.with_deadline(deadline),
-        Limit::Budget(budget) => call.with_budget(Instant::now(), budget),
-    };
+    let mut call = Call::new(op, policy).with_limit(limit, Instant::now());
     loop {
         let request = call.request(Now::system(), &mut OsRandom)?;
         let outcome = transport.send(OutgoingRequest::new(request)).await;

@@ -138,7 +138,7 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
                             managed.transport(),
                             managed.retry(),
                             &op,
-                            crate::Limit::Deadline(deadline),
+                            obauth_core::CallLimit::Deadline(deadline),
                         )
                         .await
                     }

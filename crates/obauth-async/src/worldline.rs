@@ -75,7 +75,7 @@ impl WorldlineClient {
             &**self.inner.transport(),
             self.inner.retry(),
             op,
-            crate::Limit::Budget(self.inner.call_timeout()),
+            obauth_core::CallLimit::Budget(self.inner.call_timeout()),
         )
         .await
     }

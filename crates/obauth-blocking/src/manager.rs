@@ -110,7 +110,7 @@ fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Err
                         managed.transport(),
                         managed.retry(),
                         &op,
-                        crate::Limit::Deadline(deadline),
+                        obauth_core::CallLimit::Deadline(deadline),
                     )
                 });
                 Event::Answered { sent, result }

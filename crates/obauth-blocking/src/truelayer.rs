@@ -77,7 +77,7 @@ impl TrueLayerClient {
             &**self.inner.transport(),
             self.inner.retry(),
             op,
-            crate::Limit::Budget(self.inner.call_timeout()),
+            obauth_core::CallLimit::Budget(self.inner.call_timeout()),
         )
     }
 

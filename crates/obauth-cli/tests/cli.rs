@@ -2037,3 +2037,47 @@ fn a_timeout_too_short_for_a_retry_pause_means_no_retries_not_an_error() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 2);
 }
+
+#[test]
+fn standard_input_holds_one_secret_per_run() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mock = MockServer::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_obauth"))
+        .args([
+            "--base-url",
+            &mock.base_url(),
+            "--client-id",
+            obauth_mock::TRUELAYER_CLIENT_ID,
+            "--client-secret-file",
+            "-",
+            "truelayer",
+            "token",
+            "exchange",
+            "--redirect-uri",
+            REDIRECT,
+            "--code-file",
+            "-",
+        ])
+        .env_remove("OBAUTH_CLIENT_SECRET")
+        .env_remove("OBAUTH_CODE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{}\n", obauth_mock::TRUELAYER_CLIENT_SECRET).as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("standard input is already read"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
+}

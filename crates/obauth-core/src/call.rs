@@ -80,6 +80,15 @@ impl Default for Timeouts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttemptTimeout(pub Duration);
 
+/// How a call is bounded as a whole (see [`Call::with_limit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallLimit {
+    /// A fixed deadline, such as a token manager's for its whole fetch.
+    Deadline(Instant),
+    /// A client's total timeout, counted from the start of the call.
+    Budget(Duration),
+}
+
 /// The attempts of one operation under a retry policy.
 #[derive(Debug)]
 pub struct Call<'o, O> {
@@ -121,6 +130,14 @@ impl<'o, O: Operation> Call<'o, O> {
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
         self
+    }
+
+    /// [`Call::with_deadline`] or [`Call::with_budget`] (from `now`), as `limit` says.
+    pub fn with_limit(self, limit: CallLimit, now: Instant) -> Self {
+        match limit {
+            CallLimit::Deadline(deadline) => self.with_deadline(deadline),
+            CallLimit::Budget(budget) => self.with_budget(now, budget),
+        }
     }
 
     /// Bounds the whole call by `budget` from `now` (a client's total timeout): like

@@ -49,7 +49,7 @@ mod validate;
 mod wire;
 pub mod worldline;
 
-pub use call::{AttemptTimeout, Call, Step, Timeouts};
+pub use call::{AttemptTimeout, Call, CallLimit, Step, Timeouts};
 pub use error::{
     ApiError, CallbackError, Error, InvalidInput, ReauthenticationRequired, SigningError,
     StoreError, StoreErrorKind, TimeoutError, TimeoutPhase, TransportError, TransportErrorKind,

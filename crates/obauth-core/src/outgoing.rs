@@ -98,6 +98,11 @@ mod tests {
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(AUTHORIZATION, bearer)
             .header(COOKIE, "session=Cookie-2")
+            .header("x-api-key", {
+                let mut key = http::HeaderValue::from_static("Api-Key-4");
+                key.set_sensitive(true);
+                key
+            })
             .body(br#"{"client_secret":"Body-Secret-3"}"#.to_vec())
             .unwrap();
         let shown = format!("{:?}", OutgoingRequest::new(request));
@@ -105,6 +110,7 @@ mod tests {
             "Access-Token-1",
             "Cookie-2",
             "Body-Secret-3",
+            "Api-Key-4",
             "66, 111, 100",
         ] {
             assert!(!shown.contains(secret), "{shown}");
@@ -114,6 +120,7 @@ mod tests {
             "https://auth.example/connect/token",
             "\"content-type\": \"application/json\"",
             "\"authorization\": [redacted]",
+            "\"x-api-key\": [redacted]",
             "[redacted; 33 bytes]",
         ] {
             assert!(shown.contains(part), "{part} missing from {shown}");
