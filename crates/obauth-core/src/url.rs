@@ -57,19 +57,8 @@ impl BaseUrl {
                 "must not contain `.` or `..` path segments",
             ));
         }
-        // A port part must be a port: `http::Uri` accepts `:99999` or `:8080abc` and then
-        // reports no port, and a client would send to the scheme's default port instead.
-        let port = match &authority.as_str()[host.len()..] {
-            "" => None,
-            part => {
-                let port = part
-                    .strip_prefix(':')
-                    .and_then(|digits| digits.parse::<u16>().ok())
-                    .filter(|port| *port != 0)
-                    .ok_or_else(|| InvalidInput::new(WHAT, "the port must be 1 to 65535"))?;
-                Some(port)
-            }
-        };
+        let port = port_of(authority)
+            .map_err(|()| InvalidInput::new(WHAT, "the port must be 1 to 65535"))?;
         // A default port written out is dropped, so that the URL obauth puts in an
         // assertion's `aud` is the one the request goes to.
         let port = match (scheme, port) {
@@ -116,6 +105,22 @@ impl BaseUrl {
         parts.path_and_query =
             Some(path_and_query.map_err(|_| InvalidInput::new("query", "could not be encoded"))?);
         Uri::from_parts(parts).map_err(|_| InvalidInput::new("URL", "could not be built"))
+    }
+}
+
+/// The port an authority without user info names, if any. A port part must be a port:
+/// `http::Uri` accepts `:99999` or `:8080abc` and then reports no port, and a client would
+/// send to the scheme's default port instead.
+pub(crate) fn port_of(authority: &http::uri::Authority) -> Result<Option<u16>, ()> {
+    let host = authority.host();
+    match authority.as_str().get(host.len()..).ok_or(())? {
+        "" => Ok(None),
+        part => part
+            .strip_prefix(':')
+            .and_then(|digits| digits.parse::<u16>().ok())
+            .filter(|port| *port != 0)
+            .map(Some)
+            .ok_or(()),
     }
 }
 

@@ -296,16 +296,25 @@ fn parse_link<B: AsRef<[u8]>>(response: &http::Response<B>) -> Result<String, Er
     Ok(link.result)
 }
 
-/// An absolute `https://` URL with a host, or `http://` to a loopback host (a local test
-/// server); nothing else a browser could be sent to.
+/// An absolute `https://` URL with a host and a valid port if any, or `http://` to a
+/// loopback host (a local test server); nothing else a browser could be sent to. User info
+/// (`https://auth.truelayer.com@elsewhere/`) is refused: it makes a link read as one host
+/// and open another.
 fn is_web_link(link: &str) -> bool {
     // http::Uri refuses control characters and spaces.
     let Ok(uri) = link.parse::<http::Uri>() else {
         return false;
     };
-    let Some(host) = uri.host().filter(|host| !host.is_empty()) else {
+    let Some(authority) = uri.authority() else {
         return false;
     };
+    if authority.as_str().contains('@') || crate::url::port_of(authority).is_err() {
+        return false;
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return false;
+    }
     match uri.scheme_str() {
         Some("https") => true,
         Some("http") => crate::url::is_loopback_host(host),

@@ -251,11 +251,17 @@ pub(crate) fn pem_block<'l>(
         let Some(label_end) = label_end else { break };
         let found = &block[11..label_end];
         let end_marker = format!("-----END {found}-----");
-        let Some(end) = block.find(&end_marker) else {
+        // The END line is looked for after the BEGIN line: the two may share their dashes
+        // (`-----BEGIN X-----END X-----`), and the body lies between them.
+        let body_start = label_end + 5;
+        let Some(end) = block[body_start..]
+            .find(&end_marker)
+            .map(|at| at + body_start)
+        else {
             break;
         };
         if let Some(label) = labels.iter().find(|label| **label == found) {
-            let body = &block[label_end + 5..end];
+            let body = &block[body_start..end];
             return Ok((label, pem_body(body, what)?));
         }
         rest = &block[end + end_marker.len()..];

@@ -459,6 +459,15 @@ impl RsaKeySigner {
             }
         }
         let key = Key::parse(backend, der, format)?;
+        // A key whose private half is corrupted (a CRT value changed) can still parse, and
+        // then fails every signature: the backends check each signature against the public
+        // key. One signature now makes that an error here, before any request.
+        key.sign(b"obauth: can this key sign?").map_err(|_| {
+            KeyError::Unreadable(InvalidInput::new(
+                "private key",
+                "cannot sign: its private part does not fit its public part (a corrupted key?)",
+            ))
+        })?;
         Ok(Self {
             key,
             key_id: key_id.to_owned(),

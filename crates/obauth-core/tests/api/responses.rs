@@ -149,6 +149,11 @@ fn link_debug_delete_and_providers_succeed_on_spec_examples() {
         "https://ok.example/a\\r\\nforged: line",
         "/relative/path",
         "https:///no-host",
+        // Found by fuzzing: a port that is not one (a browser refuses the link).
+        "http://127.0.0.1:!/dialog",
+        "https://auth.example:99999/x",
+        // User info: reads as one host, opens another.
+        "https://auth.truelayer.com@evil.example/login",
     ] {
         let body = format!(r#"{{"result":"{hostile}","success":true}}"#);
         let refused = unexpected(link.parse_response(&json(200, &body)).unwrap_err());
@@ -161,6 +166,7 @@ fn link_debug_delete_and_providers_succeed_on_spec_examples() {
         "https://auth.example/x?y=1",
         "http://127.0.0.1:8080/x",
         "http://[::1]/x",
+        "https://auth.example:8443/x",
     ] {
         let body = format!(r#"{{"result":"{fine}","success":true}}"#);
         assert_eq!(link.parse_response(&json(200, &body)).unwrap(), fine);

@@ -395,6 +395,19 @@ fn bad_keys_and_certificates_are_clear_input_errors() {
     assert!(encrypted.to_string().contains("encrypted"));
 
     assert!(SigningCertificate::from_pem("no pem here").is_err());
+    // Found by fuzzing: BEGIN and END sharing their dashes made the reader slice backwards
+    // and panic. Each is an input error now.
+    for glued in [
+        "-----BEGIN CERTIFICATE-----END CERTIFICATE-----",
+        "-----BEGIN PRIVATE KEY-----END PRIVATE KEY-----",
+    ] {
+        assert!(SigningCertificate::from_pem(glued).is_err(), "{glued}");
+        let error = RsaKeySigner::from_pem(glued, &cert).unwrap_err();
+        assert!(
+            matches!(error, KeyError::Unreadable(_)),
+            "{glued}: {error:?}"
+        );
+    }
     assert!(SigningCertificate::from_der(&[0x04; 100]).is_err());
     // A SEQUENCE that is not a certificate.
     let mut sequence = vec![0x30, 0x81, 0x80];
@@ -403,6 +416,42 @@ fn bad_keys_and_certificates_are_clear_input_errors() {
     assert!(SigningCertificate::from_der(&sequence).is_err());
     let key_pem = test_key().to_pkcs8_pem(LineEnding::LF).unwrap();
     assert!(SigningCertificate::from_pem(&key_pem).is_err());
+}
+
+#[test]
+fn a_key_with_a_corrupted_private_part_is_refused_or_signs_correctly() {
+    // Found by fuzzing: the fuzz seed key in PKCS#1 DER with one byte of its CRT exponent
+    // dP changed (offset 889) still parsed in ring, its public half matching the
+    // certificate, and then failed every signature. Each backend must refuse it when the
+    // signer is made, or sign exactly as the intact key does.
+    let certificate = SigningCertificate::from_pem(fixture!("keys/fuzz-rsa2048.crt.pem")).unwrap();
+    let intact = fixture!("keys/fuzz-rsa2048.pkcs1.pem");
+    let reference = RsaKeySigner::from_pem(intact, &certificate)
+        .unwrap()
+        .sign_rs256(b"payload")
+        .unwrap();
+    let body: String = intact.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    assert_eq!(der[889], 155, "the fixture key changed; find dP again");
+    der[889] = 128;
+    let mut refused = Vec::new();
+    for backend in RsaBackend::ALL {
+        match RsaKeySigner::from_der_using(backend, &der, &certificate) {
+            Err(KeyError::Unreadable(input)) => {
+                assert_eq!(input.what(), "private key", "{backend}");
+                refused.push(backend);
+            }
+            Err(other) => panic!("{backend}: {other:?}"),
+            Ok(signer) => assert_eq!(
+                signer.sign_rs256(b"payload").unwrap(),
+                reference,
+                "{backend} accepted the corrupted key and signs wrongly"
+            ),
+        }
+    }
+    assert!(refused.contains(&RsaBackend::Ring), "{refused:?}");
 }
 
 #[test]
