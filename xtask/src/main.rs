@@ -16,9 +16,10 @@ fn main() -> ExitCode {
         Some("bench") => bench(env::args().any(|arg| arg == "--smoke")),
         Some("mutants") => mutants(),
         Some("deny") => deny(env::args().any(|arg| arg == "--advisories")),
+        Some("fuzz") => fuzz::fuzz(&env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci              fmt check, clippy -D warnings, tests, bench smoke run, docs, layering, cargo deny\n  test            the test suite only\n  bench           run the benchmarks and write docs/benchmarks.md\n  bench --smoke   compile the benchmarks and run each once\n  mutants         cargo-mutants on the token machine, expiry, retry and URL code (installs cargo-mutants if missing; not part of ci)\n  deny            cargo-deny: bans, licenses, sources (installs cargo-deny if missing; part of ci)\n  deny --advisories   the same and the RustSec advisories (needs github.com)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci              fmt check, clippy -D warnings, tests, bench smoke run, docs, layering, cargo deny\n  test            the test suite only\n  bench           run the benchmarks and write docs/benchmarks.md\n  bench --smoke   compile the benchmarks and run each once\n  mutants         cargo-mutants on the token machine, expiry, retry and URL code (installs cargo-mutants if missing; not part of ci)\n  deny            cargo-deny: bans, licenses, sources (installs cargo-deny if missing; part of ci)\n  deny --advisories   the same and the RustSec advisories (needs github.com)\n  fuzz [--time SECS] [--runs N] [TARGET...]   the fuzz targets under libFuzzer (installs cargo-fuzz if missing; not part of ci, whose tests run the same targets on a fixed budget)"
             );
             return ExitCode::from(2);
         }
@@ -354,3 +355,4 @@ fn workspace_root() -> std::path::PathBuf {
 }
 
 mod bench_report;
+mod fuzz;
