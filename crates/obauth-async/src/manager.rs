@@ -125,6 +125,7 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
         }
         event = match action {
             Action::Load => Event::Loaded(store.load(key).await),
+            Action::LoadPrevious(previous) => Event::Loaded(store.load(&previous).await),
             Action::Lease { holder, ttl } => Event::Leased(store.try_lease(key, holder, ttl).await),
             Action::Sleep(pause) => {
                 sleep(pause).await;

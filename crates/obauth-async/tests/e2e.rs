@@ -1241,7 +1241,7 @@ async fn a_thousand_cold_callers_make_one_token_request() {
     assert_eq!(
         source.key().as_str(),
         format!(
-            r#"["client_credentials","{}/connect/token","{}","client_secret_post","payments"]"#,
+            r#"["client_credentials","{}/connect/token","{}","client_secret_json","payments"]"#,
             mock.base_url(),
             obauth_mock::TRUELAYER_CLIENT_ID
         )
@@ -2568,5 +2568,47 @@ async fn hostile_servers_get_typed_errors_in_time_and_no_redirect_is_followed() 
         connections.load(Ordering::SeqCst),
         0,
         "a redirect was followed"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_saved_under_the_old_key_name_is_still_found_and_moved() {
+    // obauth 0.1 named TrueLayer's client authentication `client_secret_post` in store
+    // keys; a connection saved then must keep working after the rename.
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let response = connect(&client, &mock).await;
+    mock.reset_counts();
+    let store = Arc::new(MemoryStore::new());
+    let old_key = StoreKey::user(
+        &client.config().token_url().to_string(),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "client_secret_post",
+        &obauth_async::core::store::ConnectionName::new("alice").unwrap(),
+    );
+    let saved = response.refresh_token.clone().unwrap();
+    let stale = TokenRecord {
+        access_token: Some(response.access_token.clone()),
+        obtained_at: SystemTime::now() - Duration::from_secs(7200),
+        expires_in: 3600,
+        refresh_token: Some(saved.clone()),
+    };
+    store
+        .compare_and_swap(&old_key, Expect::Absent, &stale)
+        .unwrap();
+
+    let user = UserTokens::open(&client, "alice", store.clone()).unwrap();
+    assert_ne!(user.key(), &old_key);
+    assert_eq!(user.key().previous().as_ref(), Some(&old_key));
+    let fresh = user.access_token().await.unwrap();
+    // Refreshed with the saved token: one request, no re-authentication.
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    assert_ne!(fresh.expose_secret(), response.access_token.expose_secret());
+    let moved = store.load(user.key()).unwrap().unwrap().record;
+    let rotated = moved.refresh_token.unwrap();
+    assert_ne!(rotated.expose_secret(), saved.expose_secret());
+    assert_eq!(
+        moved.access_token.unwrap().expose_secret(),
+        fresh.expose_secret()
     );
 }

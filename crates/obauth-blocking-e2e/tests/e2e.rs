@@ -770,7 +770,7 @@ fn sixty_four_cold_threads_make_one_token_request() {
     assert_eq!(
         source.key().as_str(),
         format!(
-            r#"["client_credentials","{token_url}","{}","client_secret_post","payments"]"#,
+            r#"["client_credentials","{token_url}","{}","client_secret_json","payments"]"#,
             obauth_mock::TRUELAYER_CLIENT_ID
         )
     );
@@ -1926,4 +1926,43 @@ fn a_retry_policy_whose_first_pause_outlasts_the_total_timeout_is_refused() {
     })
     .build();
     assert!(matches!(own, Err(Error::InvalidInput(_))));
+}
+
+#[test]
+fn a_connection_saved_under_the_old_key_name_is_still_found_and_moved() {
+    // obauth 0.1 named TrueLayer's client authentication `client_secret_post` in store
+    // keys; a connection saved then must keep working after the rename.
+    let mock = MockServer::start();
+    let client = truelayer(&mock);
+    let response = connect(&client, &mock);
+    mock.reset_counts();
+    let store = Arc::new(MemoryStore::new());
+    let old_key = StoreKey::user(
+        &client.config().token_url().to_string(),
+        obauth_mock::TRUELAYER_CLIENT_ID,
+        "client_secret_post",
+        &obauth_blocking::core::store::ConnectionName::new("alice").unwrap(),
+    );
+    let saved = response.refresh_token.clone().unwrap();
+    let stale = TokenRecord {
+        access_token: Some(response.access_token.clone()),
+        obtained_at: SystemTime::now() - Duration::from_secs(7200),
+        expires_in: 3600,
+        refresh_token: Some(saved.clone()),
+    };
+    store
+        .compare_and_swap(&old_key, Expect::Absent, &stale)
+        .unwrap();
+
+    let user = UserTokens::open(&client, "alice", store.clone()).unwrap();
+    assert_ne!(user.key(), &old_key);
+    assert_eq!(user.key().previous().as_ref(), Some(&old_key));
+    let fresh = user.access_token().unwrap();
+    // Refreshed with the saved token: one request, no re-authentication.
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+    assert_ne!(secret(&fresh), secret(&response.access_token));
+    let moved = store.load(user.key()).unwrap().unwrap().record;
+    let rotated = moved.refresh_token.unwrap();
+    assert_ne!(rotated.expose_secret(), saved.expose_secret());
+    assert_eq!(secret(&moved.access_token.unwrap()), secret(&fresh));
 }

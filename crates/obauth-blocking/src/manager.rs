@@ -96,6 +96,7 @@ fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Err
         }
         event = match action {
             Action::Load => Event::Loaded(store.load(key)),
+            Action::LoadPrevious(previous) => Event::Loaded(store.load(&previous)),
             Action::Lease { holder, ttl } => {
                 Event::Leased(store.try_lease(key, &holder, ttl, SystemTime::now()))
             }

@@ -85,28 +85,50 @@ pub enum Answer {
     },
 }
 
+/// How TrueLayer clients authenticate, as store keys name it: `client_id` and
+/// `client_secret` in the JSON body of `POST /connect/token`.
+pub const TRUELAYER_AUTH_METHOD: &str = "client_secret_json";
+
+/// The name obauth 0.1 gave [`TRUELAYER_AUTH_METHOD`] in store keys (the secret never
+/// travelled as the form parameter that `client_secret_post` means).
+const TRUELAYER_AUTH_METHOD_BEFORE: &str = "client_secret_post";
+
 impl TokenEndpoint {
     /// The store key of this token (never a secret).
+    ///
+    /// TrueLayer's keys name its client authentication [`TRUELAYER_AUTH_METHOD`]; obauth
+    /// 0.1 named it `client_secret_post`, and a key still finds the records written under
+    /// that name ([`StoreKey::previous`]).
     pub fn key(&self) -> StoreKey {
         match self {
-            TokenEndpoint::TrueLayer { config, scopes } => StoreKey::client_credentials(
-                &config.token_url().to_string(),
-                config.client_id(),
-                "client_secret_post",
-                &scopes.to_wire(),
-            ),
+            TokenEndpoint::TrueLayer { config, scopes } => {
+                let key = |method| {
+                    StoreKey::client_credentials(
+                        &config.token_url().to_string(),
+                        config.client_id(),
+                        method,
+                        &scopes.to_wire(),
+                    )
+                };
+                key(TRUELAYER_AUTH_METHOD).with_previous(&key(TRUELAYER_AUTH_METHOD_BEFORE))
+            }
             TokenEndpoint::Worldline { config, scopes } => StoreKey::client_credentials(
                 &config.token_url().to_string(),
                 config.client_id(),
                 config.auth_method(),
                 &scopes.to_wire(),
             ),
-            TokenEndpoint::TrueLayerUser { config, connection } => StoreKey::user(
-                &config.token_url().to_string(),
-                config.client_id(),
-                "client_secret_post",
-                connection,
-            ),
+            TokenEndpoint::TrueLayerUser { config, connection } => {
+                let key = |method| {
+                    StoreKey::user(
+                        &config.token_url().to_string(),
+                        config.client_id(),
+                        method,
+                        connection,
+                    )
+                };
+                key(TRUELAYER_AUTH_METHOD).with_previous(&key(TRUELAYER_AUTH_METHOD_BEFORE))
+            }
         }
     }
 
@@ -260,10 +282,24 @@ mod tests {
         assert_eq!(app.kind(), TokenKind::Application);
         assert_eq!(
             app.key().as_str(),
+            r#"["client_credentials","https://auth.truelayer-sandbox.com/connect/token","client","client_secret_json","payments"]"#
+        );
+        // Records that obauth 0.1 wrote under `client_secret_post` stay reachable.
+        assert_eq!(
+            app.key().previous().unwrap().as_str(),
             r#"["client_credentials","https://auth.truelayer-sandbox.com/connect/token","client","client_secret_post","payments"]"#
         );
         assert_eq!(user().kind(), TokenKind::User);
         assert_eq!(user().key().connection(), Some("alice"));
+        assert_eq!(user().key().previous().unwrap().connection(), Some("alice"));
+        assert!(
+            user()
+                .key()
+                .previous()
+                .unwrap()
+                .as_str()
+                .contains(r#""client_secret_post","alice"]"#)
+        );
         let worldline = TokenEndpoint::Worldline {
             config: WorldlineConfig::new(
                 BaseUrl::parse("https://wl.example/auth").unwrap(),

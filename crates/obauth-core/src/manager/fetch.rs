@@ -11,13 +11,17 @@ use crate::error::{
     TransportError, TransportErrorKind,
 };
 use crate::expiry::{Age, Freshness, Now};
-use crate::store::{Cas, Expect, Lease, LeaseHolder, Stored, TokenRecord};
+use crate::store::{Cas, Expect, Lease, LeaseHolder, StoreKey, Stored, TokenRecord};
 
 /// What the binding does next for a [`Fetch`].
 #[derive(Debug)]
 pub enum Action {
     /// Read the record: `store.load(key)`, then feed [`Event::Loaded`].
     Load,
+    /// Read the record under the key an older obauth used (the manager's key holds
+    /// nothing): `store.load(&previous)`, then feed [`Event::Loaded`]. What is found there
+    /// is then written under the manager's key with [`Action::Persist`].
+    LoadPrevious(StoreKey),
     /// Take the lease: `store.try_lease(key, holder, ttl, now.wall)`, then [`Event::Leased`].
     Lease {
         /// This manager's holder id.
@@ -116,6 +120,8 @@ enum Step {
     Start,
     PersistUnsaved,
     Load,
+    LoadPrevious,
+    MovePrevious,
     Lease,
     Sleep,
     Send,
@@ -150,6 +156,8 @@ pub struct Fetch<F: Flight> {
     waited: bool,
     /// A refresh was asked for: no fresh record is adopted instead.
     forced: bool,
+    /// The key an older obauth used has been looked at.
+    looked_previous: bool,
     /// For the binding's log.
     notice: Option<Notice>,
 }
@@ -187,6 +195,7 @@ impl<F: Flight> Fetch<F> {
             presented: None,
             waited: false,
             forced,
+            looked_previous: false,
             notice: None,
         }
     }
@@ -237,6 +246,12 @@ impl<F: Flight> Fetch<F> {
             (Step::Start, Event::Start) => self.start(),
             (Step::PersistUnsaved, Event::Persisted(result)) => self.unsaved_persisted(now, result),
             (Step::Load, Event::Loaded(result)) => self.loaded(now, result),
+            (Step::LoadPrevious, Event::Loaded(result)) => self.loaded_previous(now, result),
+            (Step::MovePrevious, Event::Persisted(result)) => match result {
+                // Moved, or someone else wrote the key meanwhile: read it again either way.
+                Ok(_) => self.load(),
+                Err(error) => self.store_failed(now, error),
+            },
             (Step::Lease, Event::Leased(result)) => self.leased(now, result),
             (Step::Sleep, Event::Woke) => self.load(),
             (Step::Send, Event::Answered { sent, result }) => self.answered(now, sent, result),
@@ -365,6 +380,14 @@ impl<F: Flight> Fetch<F> {
             Ok(stored) => stored,
             Err(error) => return self.store_failed(now, error),
         };
+        if stored.is_none()
+            && !self.looked_previous
+            && let Some(previous) = self.cell.previous.clone()
+        {
+            self.looked_previous = true;
+            self.step = Step::LoadPrevious;
+            return Action::LoadPrevious(previous);
+        }
         if let Some(token) = stored
             .as_ref()
             .and_then(|stored| self.adopt_if_fresh(now, stored))
@@ -385,6 +408,22 @@ impl<F: Flight> Fetch<F> {
             }
             None if self.waited => self.finish(now, Err(lease_timeout())),
             None => self.finish(now, Err(deadline_passed())),
+        }
+    }
+
+    /// What the key an older obauth used holds: moved under the manager's key (written only
+    /// if that is still empty), or, if nothing, the key's emptiness stands.
+    fn loaded_previous(&mut self, now: Now, result: Result<Option<Stored>, StoreError>) -> Action {
+        match result {
+            Ok(Some(stored)) => {
+                self.step = Step::MovePrevious;
+                Action::Persist {
+                    expect: Expect::Absent,
+                    record: stored.record,
+                }
+            }
+            Ok(None) => self.loaded(now, Ok(None)),
+            Err(error) => self.store_failed(now, error),
         }
     }
 

@@ -85,7 +85,10 @@ impl<F: Flight, T: ?Sized, S: StoreHandle> Managed<F, T, S> {
     ) -> Self {
         let holder = LeaseHolder::unique();
         Self {
-            cell: Arc::new(TokenCell::new(endpoint.kind(), options, holder, seed)),
+            cell: Arc::new(
+                TokenCell::new(endpoint.kind(), options, holder, seed)
+                    .with_previous_key(key.previous()),
+            ),
             key,
             endpoint,
             store,

@@ -45,12 +45,14 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwapOption;
 use obauth_types::{AccessToken, RefreshToken};
 
-pub use self::endpoint::{Answer, Grant, Issued, TokenEndpoint, TokenKind, TokenRequest};
+pub use self::endpoint::{
+    Answer, Grant, Issued, TRUELAYER_AUTH_METHOD, TokenEndpoint, TokenKind, TokenRequest,
+};
 pub use self::fetch::{Action, Event, Fetch, Notice};
 pub use self::managed::Managed;
 use crate::error::{Error, InvalidInput, ReauthenticationRequired};
 use crate::expiry::{Age, ExpiryPolicy, Freshness, Now, Windows};
-use crate::store::{Expect, LeaseHolder, TokenRecord};
+use crate::store::{Expect, LeaseHolder, StoreKey, TokenRecord};
 
 /// The longest the fast path serves a token without the machine looking at both clocks
 /// again: a wall clock stepped back can stretch a token's life by at most this much.
@@ -170,6 +172,8 @@ pub struct TokenCell<F: Flight> {
     kind: TokenKind,
     options: ManagerOptions,
     holder: LeaseHolder,
+    /// The key an older obauth wrote this token under, looked at when the key is empty.
+    previous: Option<StoreKey>,
 }
 
 /// What the fast path serves, and the wall-clock window in which it may, without asking the
@@ -306,7 +310,15 @@ impl<F: Flight> TokenCell<F> {
             kind,
             options,
             holder,
+            previous: None,
         }
+    }
+
+    /// Makes a fetch that finds nothing under the manager's key look under `previous`
+    /// once, and move what it finds (see [`StoreKey::with_previous`]).
+    pub fn with_previous_key(mut self, previous: Option<StoreKey>) -> Self {
+        self.previous = previous;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State<F>> {

@@ -133,6 +133,7 @@ fn record(
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Did {
     Load,
+    LoadPrevious,
     Lease,
     Sleep,
     Send(Option<String>),
@@ -192,6 +193,10 @@ impl<'a> Driver<'a> {
                         hook();
                     }
                     Event::Loaded(self.store.load(&self.key))
+                }
+                Action::LoadPrevious(previous) => {
+                    self.did.push(Did::LoadPrevious);
+                    Event::Loaded(self.store.load(&previous))
                 }
                 Action::Lease { holder, ttl } => {
                     self.did.push(Did::Lease);
@@ -568,6 +573,101 @@ fn a_wall_clock_stepped_back_does_not_stretch_a_token() {
     assert!(cell.fresh(stepped.wall).is_none());
     // ...and the machine counts the monotonic time: expired.
     assert!(matches!(cell.join(stepped, true), Join::Lead(_)));
+}
+
+/// The key obauth 0.1 wrote `user_key()`'s records under, and a cell that knows it.
+fn renamed_user_key() -> (StoreKey, StoreKey, Cell) {
+    let old = user_key();
+    let new = StoreKey::user(
+        "https://auth.example/token",
+        "client",
+        super::TRUELAYER_AUTH_METHOD,
+        &crate::store::ConnectionName::new("alice").unwrap(),
+    )
+    .with_previous(&old);
+    assert_eq!(new.previous().as_ref(), Some(&old));
+    let cell = Arc::new(
+        TokenCell::new(
+            TokenKind::User,
+            options(),
+            LeaseHolder::random(&mut OsRandom).unwrap(),
+            Seed::Empty,
+        )
+        .with_previous_key(new.previous()),
+    );
+    (old, new, cell)
+}
+
+#[test]
+fn a_connection_saved_under_the_previous_key_is_moved_and_refreshed_with_its_token() {
+    let (old, new, cell) = renamed_user_key();
+    let store = MemoryStore::new();
+    let saved = record(Some("U1"), t0().wall - secs(500), 100, Some("R1"));
+    store
+        .compare_and_swap(&old, Expect::Absent, &saved)
+        .unwrap();
+    let now = t0();
+    let mut driver = Driver::new(&store, new.clone(), now).answer(issued("U2", 100, Some("R2")));
+    assert_eq!(token(driver.run(lead(&cell, now))), "U2");
+    assert_eq!(
+        driver.did,
+        [
+            Did::Load,
+            Did::LoadPrevious,
+            Did::Persist(Expect::Absent),
+            Did::Load,
+            Did::Lease,
+            Did::Load,
+            // The saved refresh token, not a request for re-authentication.
+            Did::Send(Some("R1".to_owned())),
+            Did::Persist(Expect::Version(1)),
+            Did::Release,
+        ]
+    );
+    let moved = store.load(&new).unwrap().unwrap();
+    assert_eq!(moved.record.refresh_token.unwrap().expose_secret(), "R2");
+    // The old record is left as it was, and not read again.
+    assert_eq!(store.load(&old).unwrap().unwrap().record, saved);
+    let mut again =
+        Driver::new(&store, new, now.after(secs(200))).answer(issued("U3", 100, Some("R3")));
+    assert_eq!(token(again.run(lead(&cell, now.after(secs(200))))), "U3");
+    assert!(!again.did.contains(&Did::LoadPrevious), "{:?}", again.did);
+}
+
+#[test]
+fn a_fresh_token_under_the_previous_key_is_served_without_a_request() {
+    let (old, new, cell) = renamed_user_key();
+    let store = MemoryStore::new();
+    let saved = record(Some("U1"), t0().wall, 100, Some("R1"));
+    store
+        .compare_and_swap(&old, Expect::Absent, &saved)
+        .unwrap();
+    let mut driver = Driver::new(&store, new.clone(), t0());
+    assert_eq!(token(driver.run(lead(&cell, t0()))), "U1");
+    assert_eq!(
+        driver.did,
+        [
+            Did::Load,
+            Did::LoadPrevious,
+            Did::Persist(Expect::Absent),
+            Did::Load
+        ]
+    );
+    assert_eq!(store.load(&new).unwrap().unwrap().record, saved);
+}
+
+#[test]
+fn with_nothing_under_either_key_a_connection_is_missing_as_before() {
+    let (_, new, cell) = renamed_user_key();
+    let store = MemoryStore::new();
+    let mut driver = Driver::new(&store, new.clone(), t0());
+    let error = driver.run(lead(&cell, t0())).unwrap_err();
+    assert!(
+        matches!(&error, Error::Store(e) if e.kind() == StoreErrorKind::NotFound),
+        "{error:?}"
+    );
+    assert_eq!(driver.did[..2], [Did::Load, Did::LoadPrevious]);
+    assert!(store.load(&new).unwrap().is_none());
 }
 
 #[test]

@@ -38,6 +38,8 @@ use crate::random::RandomSource;
 pub struct StoreKey {
     text: String,
     connection: Option<String>,
+    /// The text an older obauth wrote the same record under (see [`StoreKey::previous`]).
+    previous: Option<String>,
 }
 
 /// The longest connection name accepted, in characters.
@@ -94,6 +96,7 @@ impl StoreKey {
         Self {
             text,
             connection: None,
+            previous: None,
         }
     }
 
@@ -114,7 +117,26 @@ impl StoreKey {
         Self {
             text,
             connection: Some(connection.as_str().to_owned()),
+            previous: None,
         }
+    }
+
+    /// The same key, which an older obauth wrote as `previous`: a token manager that finds
+    /// nothing under this key looks there once, and moves what it finds here (the record
+    /// under `previous` is left as it was, and never read again once moved). This keeps
+    /// the connections saved before a key changed reachable.
+    pub fn with_previous(mut self, previous: &StoreKey) -> Self {
+        self.previous = Some(previous.text.clone());
+        self
+    }
+
+    /// The key an older obauth stored the same record under, if this key has changed.
+    pub fn previous(&self) -> Option<StoreKey> {
+        self.previous.as_ref().map(|text| StoreKey {
+            text: text.clone(),
+            connection: self.connection.clone(),
+            previous: None,
+        })
     }
 
     /// The key as text, as stores index it.
