@@ -15,11 +15,20 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(env::args().any(|arg| arg == "--smoke")),
         Some("mutants") => mutants(),
-        Some("deny") => deny(env::args().any(|arg| arg == "--advisories")),
+        Some("deny") => {
+            let args: Vec<String> = env::args().skip(2).collect();
+            match args.iter().position(|arg| arg == "--db") {
+                Some(at) => match args.get(at + 1) {
+                    Some(db) => deny_offline(std::path::Path::new(db)),
+                    None => Err("--db takes the path of an advisory-db checkout".to_owned()),
+                },
+                None => deny(args.iter().any(|arg| arg == "--advisories")),
+            }
+        }
         Some("fuzz") => fuzz::fuzz(&env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci              fmt check, clippy -D warnings, tests, bench smoke run, docs, layering, cargo deny\n  test            the test suite only\n  bench           run the benchmarks and write docs/benchmarks.md\n  bench --smoke   compile the benchmarks and run each once\n  mutants         cargo-mutants on the token machine, expiry, retry and URL code (installs cargo-mutants if missing; not part of ci)\n  deny            cargo-deny: bans, licenses, sources (installs cargo-deny if missing; part of ci)\n  deny --advisories   the same and the RustSec advisories (needs github.com)\n  fuzz [--time SECS] [--runs N] [TARGET...]   the fuzz targets under libFuzzer (installs cargo-fuzz if missing; not part of ci, whose tests run the same targets on a fixed budget)"
+                "usage: cargo xtask <task>\n\ntasks:\n  ci              fmt check, clippy -D warnings, tests, bench smoke run, docs, layering, cargo deny\n  test            the test suite only\n  bench           run the benchmarks and write docs/benchmarks.md\n  bench --smoke   compile the benchmarks and run each once\n  mutants         cargo-mutants on the token machine, expiry, retry and URL code (installs cargo-mutants if missing; not part of ci)\n  deny            cargo-deny: bans, licenses, sources (installs cargo-deny if missing; part of ci)\n  deny --advisories   the same and the RustSec advisories (needs github.com)\n  deny --db PATH  the advisories against a local checkout of rustsec/advisory-db (no network)\n  fuzz [--time SECS] [--runs N] [TARGET...]   the fuzz targets under libFuzzer (installs cargo-fuzz if missing; not part of ci, whose tests run the same targets on a fixed budget)"
             );
             return ExitCode::from(2);
         }
@@ -160,6 +169,59 @@ fn deny(advisories: bool) -> Result<(), String> {
         checks.push("advisories");
     }
     run("cargo deny", &checks, &[])
+}
+
+/// The advisories check against a checkout of the RustSec database at `db` (a snapshot
+/// brought by other means where GitHub is unreachable): `deny.toml` with its `db-path`
+/// pointed at a folder holding the checkout under the name cargo-deny gives the default
+/// database, and no fetch.
+fn deny_offline(db: &std::path::Path) -> Result<(), String> {
+    deny(false)?;
+    let db = db
+        .canonicalize()
+        .map_err(|error| format!("{}: {error}", db.display()))?;
+    if !db.join("crates").is_dir() {
+        return Err(format!(
+            "{} is not a checkout of rustsec/advisory-db (no crates/ folder)",
+            db.display()
+        ));
+    }
+    let work = workspace_root().join("target/advisory-db");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|error| error.to_string())?;
+    // The folder cargo-deny clones https://github.com/rustsec/advisory-db into.
+    std::os::unix::fs::symlink(&db, work.join("advisory-db-3157b0e258782691"))
+        .map_err(|error| error.to_string())?;
+    let config = std::fs::read_to_string(workspace_root().join("deny.toml"))
+        .map_err(|error| format!("deny.toml: {error}"))?
+        .replacen(
+            "[advisories]\n",
+            &format!("[advisories]\ndb-path = {:?}\n", work.display().to_string()),
+            1,
+        );
+    let config_path = work.join("deny.toml");
+    std::fs::write(&config_path, config).map_err(|error| error.to_string())?;
+    let config_arg = config_path.display().to_string();
+    let commit = Command::new("git")
+        .arg("-C")
+        .arg(&db)
+        .args(["log", "-1", "--format=%H %cs"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!("==> advisory database: {} ({commit})", db.display());
+    run(
+        "cargo deny advisories (offline)",
+        &[
+            "deny",
+            "check",
+            "--config",
+            &config_arg,
+            "--disable-fetch",
+            "advisories",
+        ],
+        &[],
+    )
 }
 
 /// The types and core crates must stay free of HTTP clients and runtimes, and the
