@@ -21,7 +21,9 @@
 //! feature, `SqliteStore` keeps tokens for every process of a host; with `redis`,
 //! `RedisStore` for the replicas of a service. There is no PostgreSQL store here: its
 //! client (tokio-postgres) needs tokio, which this crate never pulls in; keep users'
-//! connections in SQLite or Redis, or use `obauth-async`'s `PostgresStore`.
+//! connections in SQLite or Redis, or use `obauth-async`'s `PostgresStore`. With
+//! `middleware`, [`bearer`] calls other APIs with these tokens (a ureq agent wrapper and
+//! ureq middleware that set the header and replace a refused token).
 //!
 //! Transport defaults: ureq with rustls, statuses are answers (`http_status_as_error` off),
 //! no redirects ever, a 10 s connect timeout and a 30 s total timeout per attempt, response
@@ -33,6 +35,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "middleware")]
+pub mod bearer;
 pub mod manager;
 pub mod transport;
 pub mod truelayer;

@@ -9,7 +9,9 @@
 //! ([`retry`] and [`call`]), PKCE ([`pkce`]), the Worldline client assertion
 //! ([`worldline::assertion`]), and the token managers' whole life cycle ([`manager`]: a
 //! machine that says what to do next, which the bindings drive), with the records it keeps
-//! behind a [`store::TokenStore`] (in memory here; in SQLite with `obauth-sqlite`).
+//! behind a [`store::TokenStore`] (in memory here; in SQLite with `obauth-sqlite`), and
+//! the decisions of the bindings' bearer-token middleware ([`bearer`]: when to set the
+//! header, which `401` means a fresh token and one more try).
 //!
 //! ```text
 //!   TrueLayerConfig / WorldlineConfig        (endpoints, credentials; built once)
@@ -30,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod bearer;
 pub mod call;
 pub mod client;
 pub mod error;

@@ -287,6 +287,19 @@ impl MockServer {
         self.state().truelayer.refresh_counts.revoked_grants
     }
 
+    /// Whether `access_token` is a TrueLayer access token this mock issued that has neither
+    /// expired nor been revoked: what an API protected by these tokens would check (the
+    /// middleware tests' protected resource asks this).
+    pub fn access_token_valid(&self, access_token: &str) -> bool {
+        self.state().truelayer.access_token_valid(access_token)
+    }
+
+    /// Revokes one TrueLayer access token; `false` if the mock never issued it (or already
+    /// forgot it).
+    pub fn revoke_access_token(&self, access_token: &str) -> bool {
+        self.state().truelayer.revoke_access_token(access_token)
+    }
+
     /// Forgets every count: the request counts and the refresh counts.
     pub fn reset_counts(&self) {
         let mut state = self.state();

@@ -347,6 +347,19 @@ impl TrueLayerState {
         invalid_grant()
     }
 
+    /// Whether `token` is an access token this server issued that has not expired or been
+    /// revoked.
+    pub(crate) fn access_token_valid(&self, token: &str) -> bool {
+        self.access
+            .get(token)
+            .is_some_and(|access| access.expires_at > Instant::now())
+    }
+
+    /// Forgets one access token, as a server that revoked it would.
+    pub(crate) fn revoke_access_token(&mut self, token: &str) -> bool {
+        self.access.remove(token).is_some()
+    }
+
     /// Revokes a grant: its refresh tokens stop refreshing, its access tokens are dropped.
     fn revoke_grant(&mut self, grant: GrantId) {
         if self.revoked_grants.insert(grant) {

@@ -7,6 +7,9 @@
 //! `127.0.0.1` with an ephemeral port, waits for the line it prints when ready, and kills it
 //! when the [`OidcProvider`] is dropped, also when a test fails.
 //!
+//! [`ProtectedResource`]: an API on loopback that takes only valid bearer tokens, for the
+//! middleware tests.
+//!
 //! Also the stores' servers, each on loopback with an ephemeral port and a temporary
 //! directory, killed and restarted by the fault tests: [`RedisServer`] and
 //! [`PostgresServer`].
@@ -14,8 +17,10 @@
 #![deny(missing_docs)]
 
 mod postgres;
+mod protected;
 
 pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
+pub use protected::{ProtectedResource, Seen};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
