@@ -34,6 +34,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+pub mod bearer;
 pub mod manager;
 pub mod store;
 pub mod transport;

@@ -1,0 +1,379 @@
+//! Calling another API with obauth's tokens: middleware that sets
+//! `Authorization: Bearer …` and, when the API says the token is invalid, invalidates it,
+//! fetches a fresh one and sends the request once more (if its body can be sent again).
+//!
+//! - [`BearerMiddleware`] for reqwest-middleware (feature `reqwest-middleware`):
+//!   `ClientBuilder::new(reqwest::Client::new()).with(BearerMiddleware::new(source)).build()`.
+//! - [`BearerLayer`] for tower (feature `tower`): any `Service<http::Request<B>>`, such as a
+//!   hyper-util client, a tonic channel or a tower-http stack.
+//!
+//! Both take a [`BearerSource`]: [`TokenSource`], [`UserTokens`], or your own type. What
+//! counts as "the token is invalid" is [`BearerPolicy`]'s call (by default a `401` with
+//! `WWW-Authenticate: Bearer error="invalid_token"`, RFC 6750 §3.1); a `403` never is, and
+//! no request is sent more than twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use obauth_core::bearer::{After, BearerPolicy};
+use obauth_types::AccessToken;
+
+use crate::{Error, TokenSource, UserTokens};
+
+/// Where the middleware gets its tokens: [`TokenSource`], [`UserTokens`], or your own.
+#[async_trait]
+pub trait BearerSource: Send + Sync + 'static {
+    /// The access token to send (cached while fresh).
+    async fn bearer_token(&self) -> Result<AccessToken, Error>;
+
+    /// The API refused `token`: never serve it again.
+    fn refused(&self, token: &AccessToken);
+}
+
+#[async_trait]
+impl BearerSource for TokenSource {
+    async fn bearer_token(&self) -> Result<AccessToken, Error> {
+        self.access_token().await
+    }
+
+    fn refused(&self, token: &AccessToken) {
+        self.invalidate(token);
+    }
+}
+
+#[async_trait]
+impl BearerSource for UserTokens {
+    async fn bearer_token(&self) -> Result<AccessToken, Error> {
+        self.access_token().await
+    }
+
+    fn refused(&self, token: &AccessToken) {
+        self.invalidate(token);
+    }
+}
+
+#[async_trait]
+impl<S: BearerSource + ?Sized> BearerSource for Arc<S> {
+    async fn bearer_token(&self) -> Result<AccessToken, Error> {
+        (**self).bearer_token().await
+    }
+
+    fn refused(&self, token: &AccessToken) {
+        (**self).refused(token);
+    }
+}
+
+/// Sets the header on `headers`, or says why it cannot (a token that is not a valid
+/// header value: an error, never a request without it).
+fn set_token(headers: &mut http::HeaderMap, token: &AccessToken) -> Result<(), Error> {
+    let value = obauth_core::bearer::authorization(token)?;
+    headers.insert(http::header::AUTHORIZATION, value);
+    Ok(())
+}
+
+/// After the second attempt: a refused fresh token is not served again either.
+fn judge_retry(
+    policy: &BearerPolicy,
+    source: &impl BearerSource,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    token: &AccessToken,
+) {
+    if policy.after(status, headers, true, true) != After::Done {
+        source.refused(token);
+    }
+}
+
+#[cfg(feature = "reqwest-middleware")]
+mod reqwest_mw {
+    use super::*;
+    use reqwest_middleware::{Middleware, Next};
+
+    /// reqwest-middleware's [`Middleware`]: the bearer token from `S` on every request,
+    /// and one more attempt with a fresh token when the API refuses it (bodies that
+    /// `reqwest::Request::try_clone` can copy; a stream is not sent again).
+    #[derive(Clone)]
+    pub struct BearerMiddleware<S> {
+        source: S,
+        policy: BearerPolicy,
+    }
+
+    impl<S> std::fmt::Debug for BearerMiddleware<S> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("BearerMiddleware")
+                .field("policy", &self.policy)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl<S: BearerSource> BearerMiddleware<S> {
+        /// Tokens from `source`, under the default policy.
+        pub fn new(source: S) -> Self {
+            Self {
+                source,
+                policy: BearerPolicy::default(),
+            }
+        }
+
+        /// The same with `policy`.
+        pub fn with_policy(mut self, policy: BearerPolicy) -> Self {
+            self.policy = policy;
+            self
+        }
+    }
+
+    #[async_trait]
+    impl<S: BearerSource> Middleware for BearerMiddleware<S> {
+        async fn handle(
+            &self,
+            mut request: reqwest::Request,
+            extensions: &mut http::Extensions,
+            next: Next<'_>,
+        ) -> reqwest_middleware::Result<reqwest::Response> {
+            if !self.policy.should_set(request.headers()) {
+                return next.run(request, extensions).await;
+            }
+            let token = self
+                .source
+                .bearer_token()
+                .await
+                .map_err(reqwest_middleware::Error::middleware)?;
+            set_token(request.headers_mut(), &token)
+                .map_err(reqwest_middleware::Error::middleware)?;
+            let replay = request.try_clone();
+            let response = next.clone().run(request, extensions).await?;
+            let after = self.policy.after(
+                response.status(),
+                response.headers(),
+                replay.is_some(),
+                false,
+            );
+            match (after, replay) {
+                (After::Done, _) => Ok(response),
+                (After::InvalidateOnly, _) | (After::InvalidateAndRetry, None) => {
+                    self.source.refused(&token);
+                    Ok(response)
+                }
+                (After::InvalidateAndRetry, Some(mut again)) => {
+                    self.source.refused(&token);
+                    drop(response);
+                    let fresh = self
+                        .source
+                        .bearer_token()
+                        .await
+                        .map_err(reqwest_middleware::Error::middleware)?;
+                    set_token(again.headers_mut(), &fresh)
+                        .map_err(reqwest_middleware::Error::middleware)?;
+                    let response = next.run(again, extensions).await?;
+                    judge_retry(
+                        &self.policy,
+                        &self.source,
+                        response.status(),
+                        response.headers(),
+                        &fresh,
+                    );
+                    Ok(response)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(feature = "reqwest-middleware")]
+pub use reqwest_mw::BearerMiddleware;
+
+#[cfg(feature = "tower")]
+mod tower_layer {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use tower::{Layer, Service};
+
+    use super::*;
+
+    /// The error of a [`BearerService`]: the inner service's, or obauth's when no token
+    /// could be had.
+    pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+    /// A request body that can say whether it can be sent again, and give a copy if so.
+    pub trait ReplayBody: Sized {
+        /// A copy to send again, or `None` for a body that can be read only once.
+        fn try_clone(&self) -> Option<Self>;
+    }
+
+    macro_rules! replayable {
+        ($($body:ty),* $(,)?) => {$(
+            impl ReplayBody for $body {
+                fn try_clone(&self) -> Option<Self> {
+                    Some(self.clone())
+                }
+            }
+        )*};
+    }
+    replayable!(
+        (),
+        String,
+        Vec<u8>,
+        &'static str,
+        &'static [u8],
+        Bytes,
+        http_body_util::Full<Bytes>,
+        http_body_util::Empty<Bytes>,
+    );
+
+    impl<E> ReplayBody for http_body_util::combinators::BoxBody<Bytes, E> {
+        /// A boxed body is a stream: never sent again.
+        fn try_clone(&self) -> Option<Self> {
+            None
+        }
+    }
+
+    impl<E> ReplayBody for http_body_util::combinators::UnsyncBoxBody<Bytes, E> {
+        /// A boxed body is a stream: never sent again.
+        fn try_clone(&self) -> Option<Self> {
+            None
+        }
+    }
+
+    /// tower [`Layer`] of [`BearerService`].
+    #[derive(Clone)]
+    pub struct BearerLayer<S> {
+        source: S,
+        policy: BearerPolicy,
+    }
+
+    impl<S> std::fmt::Debug for BearerLayer<S> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("BearerLayer")
+                .field("policy", &self.policy)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl<S: BearerSource + Clone> BearerLayer<S> {
+        /// Tokens from `source`, under the default policy.
+        pub fn new(source: S) -> Self {
+            Self {
+                source,
+                policy: BearerPolicy::default(),
+            }
+        }
+
+        /// The same with `policy`.
+        pub fn with_policy(mut self, policy: BearerPolicy) -> Self {
+            self.policy = policy;
+            self
+        }
+    }
+
+    impl<S: Clone, I> Layer<I> for BearerLayer<S> {
+        type Service = BearerService<I, S>;
+
+        fn layer(&self, inner: I) -> Self::Service {
+            BearerService {
+                inner,
+                source: self.source.clone(),
+                policy: self.policy,
+            }
+        }
+    }
+
+    /// A service that sends `http::Request`s through `I` with the bearer token from `S`,
+    /// and once more with a fresh token when the API refuses it (bodies whose
+    /// [`ReplayBody::try_clone`] gives a copy).
+    #[derive(Clone)]
+    pub struct BearerService<I, S> {
+        inner: I,
+        source: S,
+        policy: BearerPolicy,
+    }
+
+    impl<I, S> std::fmt::Debug for BearerService<I, S> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("BearerService")
+                .field("policy", &self.policy)
+                .finish_non_exhaustive()
+        }
+    }
+
+    fn try_clone_request<B: ReplayBody>(request: &http::Request<B>) -> Option<http::Request<B>> {
+        let body = request.body().try_clone()?;
+        let mut copy = http::Request::new(body);
+        *copy.method_mut() = request.method().clone();
+        *copy.uri_mut() = request.uri().clone();
+        *copy.version_mut() = request.version();
+        *copy.headers_mut() = request.headers().clone();
+        *copy.extensions_mut() = request.extensions().clone();
+        Some(copy)
+    }
+
+    impl<I, S, B, RB> Service<http::Request<B>> for BearerService<I, S>
+    where
+        I: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+        I::Future: Send,
+        I::Error: Into<BoxError>,
+        S: BearerSource + Clone,
+        B: ReplayBody + Send + 'static,
+        RB: Send + 'static,
+    {
+        type Response = http::Response<RB>;
+        type Error = BoxError;
+        type Future = Pin<Box<dyn Future<Output = Result<http::Response<RB>, BoxError>> + Send>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            self.inner.poll_ready(cx).map_err(Into::into)
+        }
+
+        fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+            // The service made ready is the one to call; its clone stays for next time.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let (source, policy) = (self.source.clone(), self.policy);
+            Box::pin(async move {
+                if !policy.should_set(request.headers()) {
+                    return inner.call(request).await.map_err(Into::into);
+                }
+                let token = source.bearer_token().await?;
+                set_token(request.headers_mut(), &token)?;
+                let replay = try_clone_request(&request);
+                let response = inner.call(request).await.map_err(Into::into)?;
+                let after = policy.after(
+                    response.status(),
+                    response.headers(),
+                    replay.is_some(),
+                    false,
+                );
+                match (after, replay) {
+                    (After::Done, _) => Ok(response),
+                    (After::InvalidateOnly, _) | (After::InvalidateAndRetry, None) => {
+                        source.refused(&token);
+                        Ok(response)
+                    }
+                    (After::InvalidateAndRetry, Some(mut again)) => {
+                        source.refused(&token);
+                        drop(response);
+                        let fresh = source.bearer_token().await?;
+                        set_token(again.headers_mut(), &fresh)?;
+                        std::future::poll_fn(|cx| inner.poll_ready(cx))
+                            .await
+                            .map_err(Into::into)?;
+                        let response = inner.call(again).await.map_err(Into::into)?;
+                        judge_retry(
+                            &policy,
+                            &source,
+                            response.status(),
+                            response.headers(),
+                            &fresh,
+                        );
+                        Ok(response)
+                    }
+                }
+            })
+        }
+    }
+}
+
+#[cfg(feature = "tower")]
+pub use tower_layer::{BearerLayer, BearerService, BoxError, ReplayBody};
