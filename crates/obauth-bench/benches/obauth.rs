@@ -207,6 +207,175 @@ fn blocking_e2e(base: &str) -> Pair {
     }
 }
 
+/// A cached `TokenSource` on the bench server (whose answer is a token to any path), and
+/// that token as the hand-written side would hold it.
+fn bench_source(
+    base: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> (obauth_async::TokenSource, String) {
+    let client = obauth_async::TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(base).unwrap()),
+        "client-id",
+    )
+    .client_secret(ClientSecret::new("client-secret"))
+    .retry_policy(RetryPolicy::never())
+    .build()
+    .unwrap();
+    let source = obauth_async::TokenSource::truelayer(client, Scopes::from([Scope::Payments]));
+    let token = runtime.block_on(source.access_token()).unwrap();
+    (source, format!("Bearer {}", token.expose_secret()))
+}
+
+/// Rows 11a–11c: a request to another API through each bearer middleware, against the
+/// same request with the header set by hand, on the same client.
+fn middleware(base: &str) -> Vec<Pair> {
+    use obauth_async::bearer::{BearerLayer, BearerMiddleware};
+    use tower::{Layer, Service};
+
+    let url = format!("{base}/api/payments");
+    let runtime = std::rc::Rc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let (source, header) = bench_source(base, &runtime);
+    let reqwest_client = reqwest::Client::new();
+
+    // 11a: reqwest-middleware.
+    let with_mw = reqwest_middleware::ClientBuilder::new(reqwest_client.clone())
+        .with(BearerMiddleware::new(source.clone()))
+        .build();
+    let plain = reqwest_middleware::ClientBuilder::new(reqwest_client.clone()).build();
+    let (rt_a, rt_b, url_a, url_b, header_a) = (
+        std::rc::Rc::clone(&runtime),
+        std::rc::Rc::clone(&runtime),
+        url.clone(),
+        url.clone(),
+        header.clone(),
+    );
+    let reqwest_pair = Pair {
+        group: "middleware_reqwest",
+        obauth: Box::new(move || {
+            black_box(rt_a.block_on(async {
+                let response = with_mw.post(&url_a).body("amount=1").send().await.unwrap();
+                response.bytes().await.unwrap()
+            }));
+        }),
+        reference: Box::new(move || {
+            black_box(rt_b.block_on(async {
+                let response = plain
+                    .post(&url_b)
+                    .header("authorization", &header_a)
+                    .body("amount=1")
+                    .send()
+                    .await
+                    .unwrap();
+                response.bytes().await.unwrap()
+            }));
+        }),
+        block: 50,
+    };
+
+    // 11b: tower, over a service that sends with reqwest.
+    let inner = ReqwestService(reqwest_client);
+    let layered = std::cell::RefCell::new(BearerLayer::new(source).layer(inner.clone()));
+    let bare = std::cell::RefCell::new(inner);
+    let (rt_a, rt_b, url_a, url_b, header_b) = (
+        std::rc::Rc::clone(&runtime),
+        runtime,
+        url.clone(),
+        url,
+        header,
+    );
+    let tower_pair = Pair {
+        group: "middleware_tower",
+        obauth: Box::new(move || {
+            let request = http::Request::post(&url_a)
+                .body(bytes::Bytes::from_static(b"amount=1"))
+                .unwrap();
+            let future = layered.borrow_mut().call(request);
+            black_box(rt_a.block_on(future).unwrap());
+        }),
+        reference: Box::new(move || {
+            let request = http::Request::post(&url_b)
+                .header("authorization", &header_b)
+                .body(bytes::Bytes::from_static(b"amount=1"))
+                .unwrap();
+            let future = bare.borrow_mut().call(request);
+            black_box(rt_b.block_on(future).unwrap());
+        }),
+        block: 50,
+    };
+    vec![reqwest_pair, tower_pair, ureq_middleware(base)]
+}
+
+/// 11c: ureq, `BearerAgent` against the same agent with the header set by hand.
+fn ureq_middleware(base: &str) -> Pair {
+    let url = format!("{base}/api/payments");
+    let client = obauth_blocking::TrueLayerClient::builder(
+        Environment::Custom(BaseUrl::parse(base).unwrap()),
+        "client-id",
+    )
+    .client_secret(ClientSecret::new("client-secret"))
+    .retry_policy(RetryPolicy::never())
+    .build()
+    .unwrap();
+    let source = obauth_blocking::TokenSource::truelayer(client, Scopes::from([Scope::Payments]));
+    let header = format!("Bearer {}", source.access_token().unwrap().expose_secret());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let bearer = obauth_blocking::bearer::BearerAgent::new(agent.clone(), source);
+    let url_b = url.clone();
+    Pair {
+        group: "middleware_ureq",
+        obauth: Box::new(move || {
+            let request = http::Request::post(&url).body("amount=1").unwrap();
+            let mut response = bearer.run(request).unwrap();
+            black_box(response.body_mut().read_to_vec().unwrap());
+        }),
+        reference: Box::new(move || {
+            let request = http::Request::post(&url_b)
+                .header("authorization", &header)
+                .body("amount=1")
+                .unwrap();
+            let mut response = agent.run(request).unwrap();
+            black_box(response.body_mut().read_to_vec().unwrap());
+        }),
+        block: 50,
+    }
+}
+
+/// `http::Request<Bytes>` sent by reqwest, as a tower service (the inner service of 11b).
+#[derive(Clone)]
+struct ReqwestService(reqwest::Client);
+
+impl tower::Service<http::Request<bytes::Bytes>> for ReqwestService {
+    type Response = http::Response<bytes::Bytes>;
+    type Error = reqwest::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<bytes::Bytes>) -> Self::Future {
+        let client = self.0.clone();
+        Box::pin(async move {
+            let response = client.execute(reqwest::Request::try_from(request)?).await?;
+            let status = response.status();
+            let body = response.bytes().await?;
+            let mut out = http::Response::new(body);
+            *out.status_mut() = status;
+            Ok(out)
+        })
+    }
+}
+
 /// Rows 5a–5c: a Worldline client assertion against a bare RS256 signature of an input
 /// of the same length, by the same backend, with the key parsed once on both sides.
 fn assertions() -> Vec<Pair> {
@@ -711,6 +880,7 @@ fn main() {
     let base = format!("http://{addr}");
     let mut pairs = vec![build_parse(), async_e2e(&base), blocking_e2e(&base)];
     pairs.extend(assertions());
+    pairs.extend(middleware(&base));
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
