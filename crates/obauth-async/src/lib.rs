@@ -71,22 +71,52 @@ use obauth_core::{Call, CallLimit, Operation, OsRandom, Step};
 
 /// Runs `op` through `transport`, retrying as `policy` and the operation allow, and within
 /// `deadline` if there is one.
+///
+/// With the `tracing` feature, the call is a span `obauth.call` (see [`trace`]).
 pub(crate) async fn execute<O: Operation>(
     transport: &dyn HttpTransport,
     policy: RetryPolicy,
     op: &O,
     limit: CallLimit,
 ) -> Result<O::Output, Error> {
-    let mut call = Call::new(op, policy).with_limit(limit, Instant::now());
+    let span = trace::call_span(op);
+    let calls = attempts(transport, policy, op, limit, &span);
+    #[cfg(feature = "tracing")]
+    {
+        use tracing::Instrument as _;
+        calls.instrument(span.clone()).await
+    }
+    #[cfg(not(feature = "tracing"))]
+    calls.await
+}
+
+async fn attempts<O: Operation>(
+    transport: &dyn HttpTransport,
+    policy: RetryPolicy,
+    op: &O,
+    limit: CallLimit,
+    span: &trace::CallSpan,
+) -> Result<O::Output, Error> {
+    let started = Instant::now();
+    let mut call = Call::new(op, policy).with_limit(limit, started);
     loop {
         let request = call.request(Now::system(), &mut OsRandom)?;
         let outcome = transport.send(OutgoingRequest::new(request)).await;
+        trace::attempt(span, call.attempts(), &outcome, started);
         match call.outcome(outcome, Now::system(), &mut OsRandom) {
-            Step::Done(result) => return result,
-            Step::Retry(delay) => sleep(delay).await,
+            Step::Done(result) => {
+                trace::done(span, &result, started);
+                return result;
+            }
+            Step::Retry(delay) => {
+                trace::retry(delay);
+                sleep(delay).await;
+            }
         }
     }
 }
+
+pub mod trace;
 
 /// Sleeps on tokio's timer inside a runtime, and on a helper thread outside one (a custom
 /// transport on another executor), so that a retry never needs a reactor that is not there.

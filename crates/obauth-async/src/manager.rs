@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 
 use crate::store::Store;
 use crate::transport::HttpTransport;
-use crate::{execute, sleep};
+use crate::{execute, sleep, trace};
 
 /// One fetch's result, set once, and the callers waiting for it.
 #[derive(Default)]
@@ -84,18 +84,30 @@ fn access_token(managed: &Arc<Managed>) -> TokenRead<'_> {
 
 async fn slow(managed: &Arc<Managed>) -> Result<AccessToken, Error> {
     let runtime = tokio::runtime::Handle::try_current().ok();
+    let key = managed.key();
     match managed.cell().join(Now::system(), runtime.is_some()) {
-        Join::Serve(token) => Ok(token),
-        Join::Wait(flight) => flight.wait().await,
+        Join::Serve(token) => {
+            trace::decision(key, "serve");
+            Ok(token)
+        }
+        Join::Wait(flight) => {
+            trace::decision(key, "wait");
+            flight.wait().await
+        }
         Join::Lead(fetch) => match runtime {
             Some(runtime) => {
+                trace::decision(key, "fetch");
                 let flight = Arc::clone(fetch.flight());
                 spawn(managed, &runtime, fetch);
                 flight.wait().await
             }
-            None => drive(managed, fetch).await,
+            None => {
+                trace::decision(key, "fetch");
+                drive(managed, fetch).await
+            }
         },
         Join::Refresh { serve, fetch } => {
+            trace::decision(key, "refresh early");
             if let Some(runtime) = runtime {
                 spawn(managed, &runtime, fetch);
             }
@@ -123,6 +135,7 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
         if let Some(notice) = fetch.take_notice() {
             log_notice(key, notice);
         }
+        trace::action(key, &action);
         event = match action {
             Action::Load => Event::Loaded(store.load(key).await),
             Action::LoadPrevious(previous) => Event::Loaded(store.load(&previous).await),

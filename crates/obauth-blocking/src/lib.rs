@@ -22,7 +22,7 @@
 //! `RedisStore` for the replicas of a service. There is no PostgreSQL store here: its
 //! client (tokio-postgres) needs tokio, which this crate never pulls in; keep users'
 //! connections in SQLite or Redis, or use `obauth-async`'s `PostgresStore`. With
-//! `middleware`, [`bearer`] calls other APIs with these tokens (a ureq agent wrapper and
+//! `middleware`, the `bearer` module calls other APIs with these tokens (a ureq agent wrapper and
 //! ureq middleware that set the header and replace a refused token).
 //!
 //! Transport defaults: ureq with rustls, statuses are answers (`http_status_as_error` off),
@@ -64,19 +64,33 @@ use obauth_core::{Call, CallLimit, Operation, OsRandom, Step};
 
 /// Runs `op` through `transport`, retrying as `policy` and the operation allow, and within
 /// `deadline` if there is one.
+///
+/// With the `tracing` feature, the call is a span `obauth.call` (see [`trace`]).
 pub(crate) fn execute<O: Operation>(
     transport: &dyn HttpTransport,
     policy: RetryPolicy,
     op: &O,
     limit: CallLimit,
 ) -> Result<O::Output, Error> {
-    let mut call = Call::new(op, policy).with_limit(limit, Instant::now());
+    let started = Instant::now();
+    let span = trace::call_span(op);
+    let _entered = span.enter();
+    let mut call = Call::new(op, policy).with_limit(limit, started);
     loop {
         let request = call.request(Now::system(), &mut OsRandom)?;
         let outcome = transport.send(OutgoingRequest::new(request));
+        trace::attempt(&span, call.attempts(), &outcome, started);
         match call.outcome(outcome, Now::system(), &mut OsRandom) {
-            Step::Done(result) => return result,
-            Step::Retry(delay) => std::thread::sleep(delay),
+            Step::Done(result) => {
+                trace::done(&span, &result, started);
+                return result;
+            }
+            Step::Retry(delay) => {
+                trace::retry(delay);
+                std::thread::sleep(delay);
+            }
         }
     }
 }
+
+pub mod trace;

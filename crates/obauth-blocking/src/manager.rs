@@ -27,8 +27,8 @@ use obauth_core::expiry::Now;
 use obauth_core::manager::{Action, Event, Fetch, Flight as CoreFlight, Join};
 use obauth_types::AccessToken;
 
-use crate::execute;
 use crate::transport::HttpTransport;
+use crate::{execute, trace};
 
 /// One fetch's result, set once, and the threads waiting for it.
 #[derive(Default)]
@@ -69,11 +69,22 @@ fn access_token(managed: &Arc<Managed>) -> Result<AccessToken, Error> {
     if let Some(token) = managed.cell().fresh(SystemTime::now()) {
         return Ok(token);
     }
+    let key = managed.key();
     match managed.cell().join(Now::system(), true) {
-        Join::Serve(token) => Ok(token),
-        Join::Wait(flight) => flight.wait(),
-        Join::Lead(fetch) => drive(managed, fetch),
+        Join::Serve(token) => {
+            trace::decision(key, "serve");
+            Ok(token)
+        }
+        Join::Wait(flight) => {
+            trace::decision(key, "wait");
+            flight.wait()
+        }
+        Join::Lead(fetch) => {
+            trace::decision(key, "fetch");
+            drive(managed, fetch)
+        }
         Join::Refresh { serve, fetch } => {
+            trace::decision(key, "refresh early");
             let background = Arc::clone(managed);
             // If no thread can be had, the closure (and the fetch in it) is dropped, which
             // ends the flight; the valid token is served all the same.
@@ -94,6 +105,7 @@ fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Err
         if let Some(notice) = fetch.take_notice() {
             log_notice(key, notice);
         }
+        trace::action(key, &action);
         event = match action {
             Action::Load => Event::Loaded(store.load(key)),
             Action::LoadPrevious(previous) => Event::Loaded(store.load(&previous)),

@@ -49,6 +49,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short, stable name of the kind of error (`api`, `unexpected_response`,
+    /// `invalid_input`, `signing`, `callback`, `randomness`, `transport`, `timeout`,
+    /// `reauthentication_required`, `store`): for metrics and log fields. Never holds a
+    /// secret or server text.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::Api(_) => "api",
+            Error::UnexpectedResponse(_) => "unexpected_response",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Signing(_) => "signing",
+            Error::Callback(_) => "callback",
+            Error::Randomness(_) => "randomness",
+            Error::Transport(_) => "transport",
+            Error::Timeout(_) => "timeout",
+            Error::ReauthenticationRequired(_) => "reauthentication_required",
+            Error::Store(_) => "store",
+        }
+    }
+
     /// Whether sending the same operation again may succeed: throttling (429), server-side
     /// failures (5xx and the equivalent error codes) and gateway errors. Whether a retry is
     /// *safe* depends on the operation too: see [`crate::retry::RetryPolicy::decide`].

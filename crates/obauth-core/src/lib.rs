@@ -63,4 +63,4 @@ pub use operation::{Operation, Replay, RequestContext};
 pub use outgoing::OutgoingRequest;
 pub use random::{OsRandom, RandomSource};
 pub use url::BaseUrl;
-pub use wire::{MAX_RESPONSE_BODY, USER_AGENT};
+pub use wire::{MAX_RESPONSE_BODY, USER_AGENT, server_trace_id};

@@ -29,6 +29,12 @@ pub trait Operation {
     /// A stable name for logs and metrics, e.g. `truelayer.token.exchange_code`.
     const NAME: &'static str;
 
+    /// The name of this call: [`Self::NAME`], unless the operation stands for one of
+    /// several (a token manager's request names the grant it sends).
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
     /// Whether this call may be sent again after a failure.
     fn replay(&self) -> Replay;
 

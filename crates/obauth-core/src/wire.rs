@@ -255,6 +255,13 @@ const TRACE_HEADERS: [&str; 5] = [
     "x-trace-id",
 ];
 
+/// The request or trace id a server sent with its answer (`x-request-id`, `tl-correlation-id`
+/// and the like), trimmed to 128 characters: what to quote to the server's support, and
+/// what the bindings' tracing spans record.
+pub fn server_trace_id(headers: &HeaderMap) -> Option<String> {
+    trace_id(headers)
+}
+
 fn trace_id(headers: &HeaderMap) -> Option<String> {
     TRACE_HEADERS.iter().find_map(|name| {
         let value = headers.get(*name)?.to_str().ok()?.trim();

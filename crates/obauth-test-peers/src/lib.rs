@@ -7,6 +7,8 @@
 //! `127.0.0.1` with an ephemeral port, waits for the line it prints when ready, and kills it
 //! when the [`OidcProvider`] is dropped, also when a test fails.
 //!
+//! [`TracingRecorder`]: a `tracing` subscriber that keeps everything as text.
+//!
 //! [`ProtectedResource`]: an API on loopback that takes only valid bearer tokens, for the
 //! middleware tests.
 //!
@@ -18,9 +20,11 @@
 
 mod postgres;
 mod protected;
+mod tracing_recorder;
 
 pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 pub use protected::{ProtectedResource, Seen};
+pub use tracing_recorder::TracingRecorder;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -187,6 +187,14 @@ impl Operation for TokenRequest<'_> {
     type Output = Answer;
     const NAME: &'static str = "token";
 
+    fn name(&self) -> &'static str {
+        match &self.inner {
+            Inner::TrueLayer(_) => ClientCredentials::NAME,
+            Inner::Worldline(_) => RequestToken::NAME,
+            Inner::Refresh(_) => RefreshAccessToken::NAME,
+        }
+    }
+
     fn replay(&self) -> Replay {
         match &self.inner {
             Inner::TrueLayer(op) => op.replay(),

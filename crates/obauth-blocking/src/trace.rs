@@ -1,0 +1,195 @@
+//! What the binding tells `tracing` (feature `tracing`, on by default): one span per API
+//! call and events for its attempts and the token managers' decisions. Nothing here ever
+//! records a secret: the fields are names, numbers, statuses and the server's own request
+//! id, and error messages are obauth's (scrubbed of every secret the request carried).
+//!
+//! The span `obauth.call` (level INFO) has the fields `operation` (e.g.
+//! `truelayer.token.client_credentials`), `server` (`truelayer` or `worldline`), and, as
+//! they become known, `attempts`, `status` (the last HTTP status), `server_trace_id`,
+//! `elapsed_ms` and `outcome` (`ok` or the error's kind). Each attempt is a DEBUG event;
+//! a retry's pause is a DEBUG event; the end of the call is a DEBUG event with the error's
+//! message when it failed.
+//!
+//! Without the feature every function here is empty and compiles away.
+
+use std::time::{Duration, Instant};
+
+use obauth_core::{Error, Operation};
+
+/// The span of one call (a disabled span without the feature).
+#[cfg(feature = "tracing")]
+pub(crate) fn call_span<O: Operation>(op: &O) -> tracing::Span {
+    let name = op.name();
+    tracing::info_span!(
+        "obauth.call",
+        operation = name,
+        server = name.split('.').next().unwrap_or_default(),
+        attempts = tracing::field::Empty,
+        status = tracing::field::Empty,
+        server_trace_id = tracing::field::Empty,
+        elapsed_ms = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}
+
+/// The span of one call (a disabled span without the feature).
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn call_span<O: Operation>(_: &O) -> Span {
+    Span
+}
+
+/// Stands in for `tracing::Span` without the feature.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct Span;
+
+#[cfg(not(feature = "tracing"))]
+impl Span {
+    pub(crate) fn enter(&self) -> Entered {
+        Entered
+    }
+}
+
+/// Stands in for `tracing`'s entered-span guard without the feature.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct Entered;
+
+#[cfg(feature = "tracing")]
+type Span = tracing::Span;
+
+#[cfg(feature = "tracing")]
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Records an attempt's outcome.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn attempt<B>(
+    span: &Span,
+    attempt: u32,
+    outcome: &Result<http::Response<B>, Error>,
+    started: Instant,
+) {
+    #[cfg(feature = "tracing")]
+    {
+        span.record("attempts", attempt);
+        match outcome {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                span.record("status", status);
+                let trace_id = obauth_core::server_trace_id(response.headers());
+                if let Some(trace_id) = &trace_id {
+                    span.record("server_trace_id", trace_id.as_str());
+                }
+                tracing::debug!(
+                    attempt,
+                    status,
+                    server_trace_id = trace_id.as_deref(),
+                    elapsed_ms = millis(started),
+                    "obauth: attempt answered"
+                );
+            }
+            Err(error) => tracing::debug!(
+                attempt,
+                error_kind = error.kind_name(),
+                elapsed_ms = millis(started),
+                "obauth: attempt failed: {error}"
+            ),
+        }
+    }
+}
+
+/// Records a retry's pause.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn retry(pause: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+        "obauth: retrying"
+    );
+}
+
+/// Records the end of a call.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn done<T>(span: &Span, result: &Result<T, Error>, started: Instant) {
+    #[cfg(feature = "tracing")]
+    {
+        let elapsed_ms = millis(started);
+        span.record("elapsed_ms", elapsed_ms);
+        match result {
+            Ok(_) => {
+                span.record("outcome", "ok");
+                tracing::debug!(elapsed_ms, "obauth: call succeeded");
+            }
+            Err(error) => {
+                span.record("outcome", error.kind_name());
+                tracing::debug!(
+                    elapsed_ms,
+                    error_kind = error.kind_name(),
+                    "obauth: call failed: {error}"
+                );
+            }
+        }
+    }
+}
+
+/// A token manager's decision on a call that found no fresh token in memory: `serve`
+/// (another caller just refreshed it), `wait` (on another caller's fetch), `fetch` (this
+/// caller leads one) or `refresh early` (a valid token is served while one fetch replaces
+/// it). The fast path (a fresh token) records nothing: it is the hot path.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn decision(key: &obauth_core::store::StoreKey, decision: &'static str) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(store_key = %key, decision, "obauth: token manager: {decision}");
+}
+
+/// What a token manager's fetch does next: the store reads and writes, the lease, the
+/// token request (its grant type, never the token), the wait on another holder.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(crate) fn action(key: &obauth_core::store::StoreKey, action: &obauth_core::manager::Action) {
+    #[cfg(feature = "tracing")]
+    {
+        use obauth_core::manager::{Action, Grant};
+        match action {
+            Action::Load => tracing::debug!(store_key = %key, "obauth: token manager: store read"),
+            Action::LoadPrevious(previous) => tracing::debug!(
+                store_key = %key,
+                previous_key = %previous,
+                "obauth: token manager: store read under the key's previous name"
+            ),
+            Action::Lease { ttl, .. } => tracing::debug!(
+                store_key = %key,
+                ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+                "obauth: token manager: lease asked"
+            ),
+            Action::Sleep(pause) => tracing::debug!(
+                store_key = %key,
+                pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
+                "obauth: token manager: lease held elsewhere, waiting"
+            ),
+            Action::Send { grant, .. } => tracing::debug!(
+                store_key = %key,
+                grant = match grant {
+                    Grant::ClientCredentials => "client_credentials",
+                    Grant::Refresh(_) => "refresh_token",
+                },
+                "obauth: token manager: token request"
+            ),
+            Action::Persist { expect, .. } => tracing::debug!(
+                store_key = %key,
+                expect = ?expect,
+                "obauth: token manager: store write"
+            ),
+            Action::Release { .. } => {
+                tracing::debug!(store_key = %key, "obauth: token manager: lease released")
+            }
+            Action::Done(Ok(_)) => {
+                tracing::debug!(store_key = %key, "obauth: token manager: fetch done")
+            }
+            Action::Done(Err(error)) => tracing::debug!(
+                store_key = %key,
+                error_kind = error.kind_name(),
+                "obauth: token manager: fetch failed: {error}"
+            ),
+        }
+    }
+}
