@@ -71,6 +71,10 @@ pub(crate) fn attempt<B>(
 ) {
     #[cfg(feature = "tracing")]
     {
+        // Nobody listens (no subscriber, or one below INFO): not even the trace id is read.
+        if span.is_disabled() {
+            return;
+        }
         span.record("attempts", attempt);
         match outcome {
             Ok(response) => {
@@ -113,6 +117,9 @@ pub(crate) fn retry(pause: Duration) {
 pub(crate) fn done<T>(span: &Span, result: &Result<T, Error>, started: Instant) {
     #[cfg(feature = "tracing")]
     {
+        if span.is_disabled() {
+            return;
+        }
         let elapsed_ms = millis(started);
         span.record("elapsed_ms", elapsed_ms);
         match result {
