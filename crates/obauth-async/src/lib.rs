@@ -99,13 +99,14 @@ async fn attempts<O: Operation>(
 ) -> Result<O::Output, Error> {
     let started = Instant::now();
     let mut call = Call::new(op, policy).with_limit(limit, started);
+    let mut seen = trace::Seen::default();
     loop {
         let request = call.request(Now::system(), &mut OsRandom)?;
         let outcome = transport.send(OutgoingRequest::new(request)).await;
-        trace::attempt(span, call.attempts(), &outcome, started);
+        trace::attempt(span, &mut seen, call.attempts(), &outcome, started);
         match call.outcome(outcome, Now::system(), &mut OsRandom) {
             Step::Done(result) => {
-                trace::done(span, &result, started);
+                trace::done(span, &seen, call.attempts(), &result, started);
                 return result;
             }
             Step::Retry(delay) => {

@@ -53,10 +53,22 @@ fn millis(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Records an attempt's outcome.
+/// What the last attempt saw, for the span's fields at the end (nothing is read when no
+/// one listens).
+#[derive(Default)]
+pub(crate) struct Seen {
+    #[cfg(feature = "tracing")]
+    status: Option<u16>,
+    #[cfg(feature = "tracing")]
+    trace_id: Option<String>,
+}
+
+/// Records an attempt's outcome as an event, and notes its status and the server's
+/// request id for the span.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(crate) fn attempt<B>(
     span: &Span,
+    seen: &mut Seen,
     attempt: u32,
     outcome: &Result<http::Response<B>, Error>,
     started: Instant,
@@ -67,29 +79,28 @@ pub(crate) fn attempt<B>(
         if span.is_disabled() {
             return;
         }
-        span.record("attempts", attempt);
         match outcome {
             Ok(response) => {
                 let status = response.status().as_u16();
-                span.record("status", status);
-                let trace_id = obauth_core::server_trace_id(response.headers());
-                if let Some(trace_id) = &trace_id {
-                    span.record("server_trace_id", trace_id.as_str());
-                }
+                seen.status = Some(status);
+                seen.trace_id = obauth_core::server_trace_id(response.headers());
                 tracing::debug!(
                     attempt,
                     status,
-                    server_trace_id = trace_id.as_deref(),
+                    server_trace_id = seen.trace_id.as_deref(),
                     elapsed_ms = millis(started),
                     "obauth: attempt answered"
                 );
             }
-            Err(error) => tracing::debug!(
-                attempt,
-                error_kind = error.kind_name(),
-                elapsed_ms = millis(started),
-                "obauth: attempt failed: {error}"
-            ),
+            Err(error) => {
+                seen.status = None;
+                tracing::debug!(
+                    attempt,
+                    error_kind = error.kind_name(),
+                    elapsed_ms = millis(started),
+                    "obauth: attempt failed: {error}"
+                );
+            }
         }
     }
 }
@@ -106,13 +117,26 @@ pub(crate) fn retry(pause: Duration) {
 
 /// Records the end of a call.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(crate) fn done<T>(span: &Span, result: &Result<T, Error>, started: Instant) {
+pub(crate) fn done<T>(
+    span: &Span,
+    seen: &Seen,
+    attempts: u32,
+    result: &Result<T, Error>,
+    started: Instant,
+) {
     #[cfg(feature = "tracing")]
     {
         if span.is_disabled() {
             return;
         }
         let elapsed_ms = millis(started);
+        span.record("attempts", attempts);
+        if let Some(status) = seen.status {
+            span.record("status", status);
+        }
+        if let Some(trace_id) = &seen.trace_id {
+            span.record("server_trace_id", trace_id.as_str());
+        }
         span.record("elapsed_ms", elapsed_ms);
         match result {
             Ok(_) => {

@@ -45,6 +45,11 @@ pub(crate) struct Global {
     /// and the environment).
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) client_secret_file: Option<PathBuf>,
+    /// Say what obauth does, on stderr: -v each call (operation, attempts, status, time,
+    /// the server's request id, outcome), -vv also each attempt and the token managers'
+    /// decisions. Never a secret.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
     /// The whole call's timeout, in seconds: failed calls that are safe to repeat are
     /// retried (up to 3 attempts in all) only within it.
     #[arg(long, global = true, default_value_t = 30.0)]

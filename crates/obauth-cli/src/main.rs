@@ -49,6 +49,50 @@ fn output_lost(error: &std::io::Error) -> ! {
 
 use clap::{CommandFactory, FromArgMatches};
 
+/// `-v`: the calls' spans as they close (with their fields); `-vv`: every DEBUG event too.
+/// Lines go to stderr; a write that fails is dropped (stderr closed), never a panic.
+fn verbose(level: u8) {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let max = match level {
+        0 => return,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(max)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_target(false)
+        .with_writer(Stderr)
+        .finish();
+    let _ = tracing::subscriber::set_global_default(subscriber);
+}
+
+/// stderr for the subscriber: writes that fail are dropped.
+struct Stderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+    type Writer = QuietStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        QuietStderr
+    }
+}
+
+/// One line's writer on stderr that reports success whatever happens.
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().lock().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().lock().flush();
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     let matches = cli::Cli::command().get_matches();
     let cli = match cli::Cli::from_arg_matches(&matches) {
@@ -63,6 +107,7 @@ fn main() -> ExitCode {
     for warning in secrets::argv_warnings(&matches) {
         complain!("{warning}");
     }
+    verbose(cli.global.verbose);
     match run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
