@@ -586,6 +586,15 @@ fn renamed_user_key() -> (StoreKey, StoreKey, Cell) {
     )
     .with_previous(&old);
     assert_eq!(new.previous().as_ref(), Some(&old));
+    // The previous name does not make another key: a store finds the record either way.
+    let plain = StoreKey::user(
+        "https://auth.example/token",
+        "client",
+        super::TRUELAYER_AUTH_METHOD,
+        &crate::store::ConnectionName::new("alice").unwrap(),
+    );
+    assert_eq!(plain, new);
+    assert_ne!(plain, old);
     let cell = Arc::new(
         TokenCell::new(
             TokenKind::User,

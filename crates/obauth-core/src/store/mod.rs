@@ -34,12 +34,29 @@ use crate::random::RandomSource;
 ///
 /// Its text form ([`StoreKey::as_str`]) is a JSON array of those parts, so that no choice
 /// of names can make two keys collide.
-#[derive(Clone, PartialEq, Eq, Hash)]
+///
+/// Two keys are equal when their texts are: the previous name a key carries
+/// ([`StoreKey::with_previous`]) does not make it another key.
+#[derive(Clone)]
 pub struct StoreKey {
     text: String,
     connection: Option<String>,
     /// The text an older obauth wrote the same record under (see [`StoreKey::previous`]).
     previous: Option<String>,
+}
+
+impl PartialEq for StoreKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for StoreKey {}
+
+impl std::hash::Hash for StoreKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
 }
 
 /// The longest connection name accepted, in characters.
