@@ -255,3 +255,22 @@ fn a_thousand_cold_callers_through_the_agent_make_one_token_request() {
     assert_eq!(api.requests(), callers);
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
 }
+
+#[test]
+fn an_agent_with_statuses_as_errors_still_gets_its_retry_and_its_errors() {
+    // ureq's default: a 4xx is an error. The agent wrapper still reads the 401's challenge
+    // (statuses as answers for its own requests) and hands back what the agent would.
+    let (mock, api) = setup();
+    let source = payments(&mock);
+    let client = BearerAgent::new(Agent::new_with_defaults(), source.clone());
+    assert!(client.agent().config().http_status_as_error());
+    assert_eq!(client.run(post(&api, "/pay", "one")).unwrap().status(), 200);
+    assert!(mock.revoke_access_token(source.access_token().unwrap().expose_secret()));
+    assert_eq!(client.run(post(&api, "/pay", "two")).unwrap().status(), 200);
+    let statuses: Vec<u16> = api.seen().iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [200, 401, 200]);
+    match client.run(post(&api, "/forbidden", "three")) {
+        Err(ureq::Error::StatusCode(403)) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -166,8 +166,12 @@ impl<S: BearerSource> BearerAgent<S> {
     ) -> Result<http::Response<Body>, ureq::Error> {
         let value = authorization(token).map_err(|input| token_error(input.into()))?;
         request.headers_mut().insert(AUTHORIZATION, value);
-        // The answer is judged here before it becomes an error, so that its challenge
-        // can be read.
+        if !self.agent.config().http_status_as_error() {
+            return self.agent.run(request);
+        }
+        // The answer is judged here before it becomes an error, so that its challenge can
+        // be read: this request alone gets statuses as answers (a copy of the agent's
+        // configuration, which an agent built with `http_status_as_error(false)` spares).
         let request = self
             .agent
             .configure_request(request)
