@@ -2234,8 +2234,9 @@ fn an_async_store_is_awaited_in_place_and_shared_by_its_managers() {
         let token = first.access_token().await.unwrap();
         assert_eq!(
             *store.calls.lock().unwrap(),
-            ["load", "lease", "load", "cas", "release"],
-            "read, lease, read again under the lease, write, give the lease back"
+            ["load", "load", "lease", "load", "cas", "release"],
+            "read, read under the key's previous name (once per manager), lease, read again \
+             under the lease, write, give the lease back"
         );
         // Awaited on the caller's runtime thread, not on the blocking pool.
         let here = std::thread::current().id();

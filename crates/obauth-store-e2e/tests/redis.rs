@@ -33,7 +33,7 @@ fn app_key(mock: &MockServer) -> StoreKey {
     StoreKey::client_credentials(
         &format!("{}/connect/token", mock.base_url()),
         "mock-client",
-        "client_secret_post",
+        obauth_blocking::core::manager::TRUELAYER_AUTH_METHOD,
         "payments",
     )
 }

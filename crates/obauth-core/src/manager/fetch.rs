@@ -156,8 +156,6 @@ pub struct Fetch<F: Flight> {
     waited: bool,
     /// A refresh was asked for: no fresh record is adopted instead.
     forced: bool,
-    /// The key an older obauth used has been looked at.
-    looked_previous: bool,
     /// For the binding's log.
     notice: Option<Notice>,
 }
@@ -195,7 +193,6 @@ impl<F: Flight> Fetch<F> {
             presented: None,
             waited: false,
             forced,
-            looked_previous: false,
             notice: None,
         }
     }
@@ -381,12 +378,13 @@ impl<F: Flight> Fetch<F> {
             Err(error) => return self.store_failed(now, error),
         };
         if stored.is_none()
-            && !self.looked_previous
             && let Some(previous) = self.cell.previous.clone()
         {
-            self.looked_previous = true;
-            self.step = Step::LoadPrevious;
-            return Action::LoadPrevious(previous);
+            let looked = std::mem::replace(&mut self.state().looked_previous, true);
+            if !looked {
+                self.step = Step::LoadPrevious;
+                return Action::LoadPrevious(previous);
+            }
         }
         if let Some(token) = stored
             .as_ref()

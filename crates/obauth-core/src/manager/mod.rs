@@ -203,6 +203,9 @@ struct State<F> {
     early_retry_at: Option<Instant>,
     /// The store was last found unreachable (told once, in a [`Notice`]).
     outage: bool,
+    /// The key's previous name has been looked at (see [`TokenCell::with_previous_key`]):
+    /// once per cell, so that only a process's first fetch pays the extra read.
+    looked_previous: bool,
 }
 
 struct Unsaved {
@@ -306,6 +309,7 @@ impl<F: Flight> TokenCell<F> {
                 failures: 0,
                 early_retry_at: None,
                 outage: false,
+                looked_previous: false,
             }),
             kind,
             options,
@@ -314,8 +318,8 @@ impl<F: Flight> TokenCell<F> {
         }
     }
 
-    /// Makes a fetch that finds nothing under the manager's key look under `previous`
-    /// once, and move what it finds (see [`StoreKey::with_previous`]).
+    /// Makes the first fetch that finds nothing under the manager's key look under
+    /// `previous`, once per cell, and move what it finds (see [`StoreKey::with_previous`]).
     pub fn with_previous_key(mut self, previous: Option<StoreKey>) -> Self {
         self.previous = previous;
         self

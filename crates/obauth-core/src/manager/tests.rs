@@ -677,6 +677,10 @@ fn with_nothing_under_either_key_a_connection_is_missing_as_before() {
     );
     assert_eq!(driver.did[..2], [Did::Load, Did::LoadPrevious]);
     assert!(store.load(&new).unwrap().is_none());
+    // Once per manager: a later fetch does not pay the extra read again.
+    let mut again = Driver::new(&store, new, t0());
+    assert!(again.run(lead(&cell, t0())).is_err());
+    assert!(!again.did.contains(&Did::LoadPrevious), "{:?}", again.did);
 }
 
 #[test]
