@@ -71,19 +71,6 @@ fn set_token(headers: &mut http::HeaderMap, token: &AccessToken) -> Result<(), E
     Ok(())
 }
 
-/// After the second attempt: a refused fresh token is not served again either.
-fn judge_retry(
-    policy: &BearerPolicy,
-    source: &impl BearerSource,
-    status: http::StatusCode,
-    headers: &http::HeaderMap,
-    token: &AccessToken,
-) {
-    if policy.after(status, headers, true, true) != After::Done {
-        source.refused(token);
-    }
-}
-
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest_mw {
     use super::*;
@@ -165,13 +152,10 @@ mod reqwest_mw {
                     set_token(again.headers_mut(), &fresh)
                         .map_err(reqwest_middleware::Error::middleware)?;
                     let response = next.run(again, extensions).await?;
-                    judge_retry(
-                        &self.policy,
-                        &self.source,
-                        response.status(),
-                        response.headers(),
-                        &fresh,
-                    );
+                    // A refused fresh token is not served again either.
+                    if self.policy.refuses(response.status(), response.headers()) {
+                        self.source.refused(&fresh);
+                    }
                     Ok(response)
                 }
             }
@@ -360,13 +344,10 @@ mod tower_layer {
                             .await
                             .map_err(Into::into)?;
                         let response = inner.call(again).await.map_err(Into::into)?;
-                        judge_retry(
-                            &policy,
-                            &source,
-                            response.status(),
-                            response.headers(),
-                            &fresh,
-                        );
+                        // A refused fresh token is not served again either.
+                        if policy.refuses(response.status(), response.headers()) {
+                            source.refused(&fresh);
+                        }
                         Ok(response)
                     }
                 }

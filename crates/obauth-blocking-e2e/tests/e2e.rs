@@ -1483,42 +1483,6 @@ fn unbounded_or_zero_timeouts_are_refused_not_panicked_on() {
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 0);
 }
 
-/// Records every event's level and message (the subscriber a test installs on its thread).
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<(tracing::Level, String)>>,
-}
-
-struct Message<'a>(&'a mut String);
-
-impl tracing::field::Visit for Message<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write;
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-impl tracing::Subscriber for Recorder {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut text = String::new();
-        event.record(&mut Message(&mut text));
-        self.events
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), text));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 /// A memory store that can be switched off (every call then fails as unreachable).
 struct Switchable {
     inner: MemoryStore,
@@ -1580,7 +1544,7 @@ fn a_store_outage_is_one_warning_and_its_end_one_line() {
     });
     let source = TokenSource::truelayer(truelayer(&mock), Scopes::from([Scope::Payments]))
         .with_store(store.clone());
-    let recorder = Arc::new(Recorder::default());
+    let recorder = obauth_test_peers::TracingRecorder::default();
     tracing::subscriber::with_default(recorder.clone(), || {
         // Down: served all the same, fetch after fetch.
         for _ in 0..3 {
@@ -1591,7 +1555,7 @@ fn a_store_outage_is_one_warning_and_its_end_one_line() {
         store.down.store(false, Ordering::SeqCst);
         source.access_token().unwrap();
     });
-    let events = recorder.events.lock().unwrap();
+    let events = recorder.events();
     let warnings: Vec<_> = events
         .iter()
         .filter(|(level, _)| *level == tracing::Level::WARN)

@@ -274,3 +274,42 @@ fn an_agent_with_statuses_as_errors_still_gets_its_retry_and_its_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_middleware_on_a_default_agent_counts_a_401_error_only_when_told_to() {
+    // ureq's default agent turns a 401 into `Error::StatusCode(401)`, without the
+    // challenge: a refusal under `RetryOn::Any401`, not under the default policy.
+    let (mock, api) = setup();
+    let source = payments(&mock);
+    let with = |policy: BearerPolicy| -> Agent {
+        Agent::config_builder()
+            .middleware(BearerMiddleware::new(source.clone()).with_policy(policy))
+            .build()
+            .into()
+    };
+    let default = with(BearerPolicy::default());
+    let first = source.access_token().unwrap();
+    assert!(mock.revoke_access_token(first.expose_secret()));
+    assert!(matches!(
+        default.post(api.url("/pay")).send("x"),
+        Err(ureq::Error::StatusCode(401))
+    ));
+    // Not counted: the same (revoked) token is still served.
+    assert_eq!(
+        source.access_token().unwrap().expose_secret(),
+        first.expose_secret()
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+
+    let any = with(BearerPolicy {
+        retry_on: RetryOn::Any401,
+        ..BearerPolicy::default()
+    });
+    assert!(matches!(
+        any.post(api.url("/pay")).send("x"),
+        Err(ureq::Error::StatusCode(401))
+    ));
+    // Counted: the next request carries a fresh token and is let in.
+    assert_eq!(any.post(api.url("/pay")).send("y").unwrap().status(), 200);
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
+}

@@ -142,11 +142,8 @@ impl<S: BearerSource> BearerAgent<S> {
                 drop(response);
                 let fresh = self.source.bearer_token().map_err(token_error)?;
                 let response = self.send(again, &fresh)?;
-                if self
-                    .policy
-                    .after(response.status(), response.headers(), true, true)
-                    != After::Done
-                {
+                // A refused fresh token is not served again either.
+                if self.policy.refuses(response.status(), response.headers()) {
                     self.source.refused(&fresh);
                 }
                 response
@@ -233,11 +230,7 @@ impl<S: BearerSource> Middleware for BearerMiddleware<S> {
         request.headers_mut().insert(AUTHORIZATION, value);
         match next.handle(request) {
             Ok(response) => {
-                if self
-                    .policy
-                    .after(response.status(), response.headers(), false, false)
-                    != After::Done
-                {
+                if self.policy.refuses(response.status(), response.headers()) {
                     self.source.refused(&token);
                 }
                 Ok(response)

@@ -60,6 +60,18 @@ impl BearerPolicy {
         self.replace_authorization || !headers.contains_key(AUTHORIZATION)
     }
 
+    /// Whether an answer says the token it was sent with is no good (and is to be
+    /// invalidated): a `401` that [`Self::retry_on`] counts.
+    pub fn refuses(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        status == StatusCode::UNAUTHORIZED
+            && match self.retry_on {
+                RetryOn::InvalidToken => {
+                    bearer_challenge_error(headers).as_deref() == Some("invalid_token")
+                }
+                RetryOn::Any401 | RetryOn::Never => true,
+            }
+    }
+
     /// What to do with an answer to a request that carried the middleware's token.
     /// `replayable`: the request's body can be sent again. `retried`: this answer is
     /// already to the second attempt.
@@ -70,16 +82,7 @@ impl BearerPolicy {
         replayable: bool,
         retried: bool,
     ) -> After {
-        if status != StatusCode::UNAUTHORIZED {
-            return After::Done;
-        }
-        let refused = match self.retry_on {
-            RetryOn::InvalidToken => {
-                bearer_challenge_error(headers).as_deref() == Some("invalid_token")
-            }
-            RetryOn::Any401 | RetryOn::Never => true,
-        };
-        if !refused {
+        if !self.refuses(status, headers) {
             After::Done
         } else if retried || !replayable || self.retry_on == RetryOn::Never {
             After::InvalidateOnly
@@ -298,6 +301,11 @@ mod tests {
             never.after(s401, &invalid, true, false),
             After::InvalidateOnly
         );
+        // The refusal alone, as the second attempt's answer is judged.
+        assert!(policy.refuses(s401, &invalid));
+        assert!(!policy.refuses(s401, &scope));
+        assert!(!policy.refuses(StatusCode::FORBIDDEN, &invalid));
+        assert!(any.refuses(s401, &none) && never.refuses(s401, &none));
     }
 
     #[test]

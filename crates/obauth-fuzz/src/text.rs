@@ -51,22 +51,10 @@ pub(crate) fn auth_callback(data: &[u8]) {
 }
 
 fn query(code: &str, state: &str) -> String {
-    let mut query = form_urlencoded_pair("code", code);
-    query.push('&');
-    query.push_str(&form_urlencoded_pair("state", state));
-    query
-}
-
-fn form_urlencoded_pair(name: &str, value: &str) -> String {
-    let mut out = format!("{name}=");
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", code)
+        .append_pair("state", state)
+        .finish()
 }
 
 /// The certificate of the seed key, which a key must match to be accepted.
@@ -211,20 +199,10 @@ pub(crate) fn urls_and_realms(data: &[u8]) {
 }
 
 fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        if bytes[at] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            at += 3;
-        } else {
-            out.push(bytes[at]);
-            at += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 /// `scopes`: a scope string of either server.

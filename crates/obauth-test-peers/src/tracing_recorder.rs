@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Default)]
 pub struct TracingRecorder {
     lines: Arc<Mutex<Vec<String>>>,
+    events: Arc<Mutex<Vec<(tracing::Level, String)>>>,
     next_id: Arc<Mutex<u64>>,
 }
 
@@ -27,6 +28,14 @@ impl TracingRecorder {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(line);
+    }
+
+    /// The events so far, each with its level and its fields (the message among them).
+    pub fn events(&self) -> Vec<(tracing::Level, String)> {
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Everything recorded so far, one line per span, record or event.
@@ -60,9 +69,14 @@ impl tracing::Subscriber for TracingRecorder {
     }
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
-        let mut line = format!("event {}", event.metadata().level());
-        event.record(&mut Fields(&mut line));
-        self.push(line);
+        let mut fields = String::new();
+        event.record(&mut Fields(&mut fields));
+        let level = *event.metadata().level();
+        self.push(format!("event {level}{fields}"));
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((level, fields));
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
