@@ -36,6 +36,7 @@
 
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 pub mod bearer;
+pub mod loopback;
 pub mod manager;
 pub mod store;
 pub mod transport;

@@ -37,6 +37,7 @@
 
 #[cfg(feature = "middleware")]
 pub mod bearer;
+pub mod loopback;
 pub mod manager;
 pub mod transport;
 pub mod truelayer;

@@ -720,6 +720,11 @@ pub enum CallbackError {
     DuplicateParameter(String),
     /// `iss` differs from the expected issuer (RFC 9207).
     IssuerMismatch,
+    /// The same redirect arrived again after it had been taken (a reload, a replay): a
+    /// code is taken once.
+    Replayed,
+    /// A redirect arrived after the receiver had already taken one: refused.
+    AlreadyFinished,
 }
 
 impl fmt::Display for CallbackError {
@@ -744,6 +749,12 @@ impl fmt::Display for CallbackError {
             CallbackError::IssuerMismatch => {
                 f.write_str("authorization redirect: `iss` is not the expected issuer")
             }
+            CallbackError::Replayed => {
+                f.write_str("authorization redirect: already received once (a replay)")
+            }
+            CallbackError::AlreadyFinished => f.write_str(
+                "authorization redirect: the receiver had already taken a redirect",
+            ),
         }
     }
 }

@@ -12,16 +12,20 @@
 //! [`ProtectedResource`]: an API on loopback that takes only valid bearer tokens, for the
 //! middleware tests.
 //!
+//! [`loopback_request`]: one request written by hand to a loopback redirect listener.
+//!
 //! Also the stores' servers, each on loopback with an ephemeral port and a temporary
 //! directory, killed and restarted by the fault tests: [`RedisServer`] and
 //! [`PostgresServer`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod browserless;
 mod postgres;
 mod protected;
 mod tracing_recorder;
 
+pub use browserless::{PageAnswer, loopback_request};
 pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 pub use protected::{ProtectedResource, Seen};
 pub use tracing_recorder::TracingRecorder;

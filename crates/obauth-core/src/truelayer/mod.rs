@@ -14,6 +14,7 @@
 pub mod auth_dialog;
 pub mod auth_link;
 pub mod debug;
+pub mod loopback;
 pub mod providers;
 pub mod token;
 

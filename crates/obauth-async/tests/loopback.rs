@@ -1,0 +1,251 @@
+//! The async loopback redirect listener on real sockets, without a browser: a request
+//! written by hand stands in for the browser's.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use obauth_async::core::CallbackError;
+use obauth_async::core::types::ErrorCode;
+use obauth_async::loopback::{ReceiveError, RedirectListener};
+use obauth_test_peers::PageAnswer;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn host(addr: SocketAddr) -> String {
+    format!("127.0.0.1:{}", addr.port())
+}
+
+async fn any_port() -> RedirectListener {
+    RedirectListener::bind("http://127.0.0.1/callback", "st-1")
+        .await
+        .unwrap()
+}
+
+/// The hand-written request, off the runtime's threads.
+async fn loopback_request(
+    addr: SocketAddr,
+    method: &'static str,
+    target: &str,
+    host: &str,
+    form: Option<&'static str>,
+) -> std::io::Result<PageAnswer> {
+    let (target, host) = (target.to_owned(), host.to_owned());
+    tokio::task::spawn_blocking(move || {
+        obauth_test_peers::loopback_request(addr, method, &target, &host, form)
+    })
+    .await
+    .unwrap()
+}
+
+async fn get(listener: &RedirectListener, target: &str) -> PageAnswer {
+    let addr = listener.local_addrs()[0];
+    loopback_request(addr, "GET", target, &host(addr), None)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_ends_the_wait_with_the_code_and_the_browser_gets_a_page() {
+    let mut listener = any_port().await;
+    let port = listener.local_addrs()[0].port();
+    assert_ne!(port, 0);
+    assert_eq!(
+        listener.redirect_uri(),
+        format!("http://127.0.0.1:{port}/callback")
+    );
+    let page = get(&listener, "/callback?code=c-1&state=st-1").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You can close this tab"), "{}", page.body);
+    assert!(!page.body.contains("c-1"));
+    let callback = listener.wait(WAIT).await.unwrap();
+    assert_eq!(callback.code.expose_secret(), "c-1");
+    // Taken once.
+    assert!(matches!(
+        listener.wait(WAIT).await,
+        Err(ReceiveError::AlreadyTaken)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_post_callback_is_taken_from_the_posted_form() {
+    let mut listener = any_port().await;
+    let addr = listener.local_addrs()[0];
+    let page = loopback_request(
+        addr,
+        "POST",
+        "/callback",
+        &format!("localhost:{}", addr.port()),
+        Some("code=c-form&state=st-1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        listener.wait(WAIT).await.unwrap().code.expose_secret(),
+        "c-form"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_mismatch_is_a_typed_error_and_the_page_says_so() {
+    let mut listener = any_port().await;
+    let page = get(&listener, "/callback?code=c-1&state=forged").await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("does not match"), "{}", page.body);
+    assert!(matches!(
+        listener.wait(WAIT).await,
+        Err(ReceiveError::Callback(CallbackError::StateMismatch))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_is_the_dialogs_error() {
+    let mut listener = any_port().await;
+    let page = get(&listener, "/callback?error=access_denied&state=st-1").await;
+    assert!(page.body.contains("access_denied"), "{}", page.body);
+    match listener.wait(WAIT).await {
+        Err(ReceiveError::Callback(CallbackError::Denied { code, .. })) => {
+            assert_eq!(code, ErrorCode::AccessDenied);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_with_neither_code_nor_error_is_a_missing_code() {
+    let mut listener = any_port().await;
+    assert_eq!(get(&listener, "/callback?state=st-1").await.status, 400);
+    assert!(matches!(
+        listener.wait(WAIT).await,
+        Err(ReceiveError::Callback(CallbackError::MissingParameter(
+            "code"
+        )))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_callback_and_a_second_callback_after_success_are_refused() {
+    let mut listener = any_port().await;
+    assert_eq!(get(&listener, "/callback?code=c-1&state=st-1").await.status, 200);
+    let callback = listener.wait(WAIT).await.unwrap();
+    let replay = get(&listener, "/callback?code=c-1&state=st-1").await;
+    assert_eq!(replay.status, 409);
+    assert!(replay.body.contains("already received"), "{}", replay.body);
+    let second = get(&listener, "/callback?code=c-2&state=st-1").await;
+    assert_eq!(second.status, 409);
+    assert!(
+        second.body.contains("not waiting for another"),
+        "{}",
+        second.body
+    );
+    // The first outcome stands.
+    assert_eq!(callback.code.expose_secret(), "c-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_times_out_and_can_go_on_and_stray_requests_do_not_end_it() {
+    let mut listener = any_port().await;
+    let started = Instant::now();
+    match listener.wait(Duration::from_millis(200)).await {
+        Err(error @ ReceiveError::TimedOut { .. }) => {
+            assert!(error.to_string().contains("no redirect came back"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // Silent connections (a browser's speculative ones) and other paths do not block or
+    // end the wait.
+    let addr = listener.local_addrs()[0];
+    let _silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    assert_eq!(get(&listener, "/favicon.ico").await.status, 404);
+    let foreign = loopback_request(addr, "GET", "/callback?code=c&state=st-1", "evil.example", None)
+        .await
+        .unwrap();
+    assert_eq!(foreign.status, 400);
+    assert!(matches!(
+        listener.wait(Duration::from_millis(100)).await,
+        Err(ReceiveError::TimedOut { .. })
+    ));
+    assert_eq!(get(&listener, "/callback?code=c-late&state=st-1").await.status, 200);
+    assert_eq!(
+        listener.wait(WAIT).await.unwrap().code.expose_secret(),
+        "c-late"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_a_clear_error_naming_the_port() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let error = RedirectListener::bind(&format!("http://127.0.0.1:{port}/callback"), "st-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ReceiveError::AddressInUse { addr } if addr.port() == port),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&format!("port {port} is already in use")),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_uri_that_is_not_loopback_is_refused_before_binding() {
+    let error = RedirectListener::bind("https://app.example/callback", "st-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ReceiveError::InvalidRedirectUri(_)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_ends_the_wait_and_dropping_frees_the_port() {
+    let mut listener = any_port().await;
+    let addr = listener.local_addrs()[0];
+    let canceller = listener.canceller();
+    let cancelling = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        canceller.cancel();
+    });
+    assert!(matches!(listener.wait(WAIT).await, Err(ReceiveError::Cancelled)));
+    cancelling.await.unwrap();
+    drop(listener);
+    // The aborted tasks drop their listeners on the runtime's next turns: the same URI
+    // binds again within moments.
+    let uri = format!("http://127.0.0.1:{}/callback", addr.port());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let again = loop {
+        match RedirectListener::bind(&uri, "st-2").await {
+            Ok(again) => break again,
+            Err(ReceiveError::AddressInUse { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(error) => panic!("{error}"),
+        }
+    };
+    assert_eq!(again.local_addrs()[0], addr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_listens_on_ipv4_and_on_ipv6_where_the_host_has_it() {
+    let listener = RedirectListener::bind("http://localhost/callback", "st-1")
+        .await
+        .unwrap();
+    let addrs = listener.local_addrs();
+    assert!(addrs[0].is_ipv4());
+    assert!(listener.redirect_uri().starts_with("http://localhost:"));
+    let ipv6 = TcpListener::bind("[::1]:0").is_ok();
+    assert_eq!(addrs.len(), if ipv6 { 2 } else { 1 });
+    if let Some(v6) = addrs.get(1) {
+        assert_eq!(v6.port(), addrs[0].port());
+        let page =
+            loopback_request(*v6, "GET", "/favicon.ico", &format!("[::1]:{}", v6.port()), None)
+                .await
+                .unwrap();
+        assert_eq!(page.status, 404);
+    }
+}
