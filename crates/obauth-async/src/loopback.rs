@@ -197,11 +197,9 @@ async fn accept(
         let receiver = Arc::clone(&receiver);
         let sender = sender.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(
-                CONNECTION_TIMEOUT,
-                connection(stream, &receiver, &sender),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(CONNECTION_TIMEOUT, connection(stream, &receiver, &sender))
+                    .await;
             drop(slot);
         });
     }

@@ -56,7 +56,11 @@ async fn a_callback_ends_the_wait_with_the_code_and_the_browser_gets_a_page() {
     );
     let page = get(&listener, "/callback?code=c-1&state=st-1").await;
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("You can close this tab"), "{}", page.body);
+    assert!(
+        page.body.contains("You can close this tab"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("c-1"));
     let callback = listener.wait(WAIT).await.unwrap();
     assert_eq!(callback.code.expose_secret(), "c-1");
@@ -127,7 +131,10 @@ async fn a_callback_with_neither_code_nor_error_is_a_missing_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_callback_and_a_second_callback_after_success_are_refused() {
     let mut listener = any_port().await;
-    assert_eq!(get(&listener, "/callback?code=c-1&state=st-1").await.status, 200);
+    assert_eq!(
+        get(&listener, "/callback?code=c-1&state=st-1").await.status,
+        200
+    );
     let callback = listener.wait(WAIT).await.unwrap();
     let replay = get(&listener, "/callback?code=c-1&state=st-1").await;
     assert_eq!(replay.status, 409);
@@ -159,15 +166,26 @@ async fn the_wait_times_out_and_can_go_on_and_stray_requests_do_not_end_it() {
     let addr = listener.local_addrs()[0];
     let _silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
     assert_eq!(get(&listener, "/favicon.ico").await.status, 404);
-    let foreign = loopback_request(addr, "GET", "/callback?code=c&state=st-1", "evil.example", None)
-        .await
-        .unwrap();
+    let foreign = loopback_request(
+        addr,
+        "GET",
+        "/callback?code=c&state=st-1",
+        "evil.example",
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(foreign.status, 400);
     assert!(matches!(
         listener.wait(Duration::from_millis(100)).await,
         Err(ReceiveError::TimedOut { .. })
     ));
-    assert_eq!(get(&listener, "/callback?code=c-late&state=st-1").await.status, 200);
+    assert_eq!(
+        get(&listener, "/callback?code=c-late&state=st-1")
+            .await
+            .status,
+        200
+    );
     assert_eq!(
         listener.wait(WAIT).await.unwrap().code.expose_secret(),
         "c-late"
@@ -186,7 +204,9 @@ async fn a_port_in_use_is_a_clear_error_naming_the_port() {
         "{error:?}"
     );
     assert!(
-        error.to_string().contains(&format!("port {port} is already in use")),
+        error
+            .to_string()
+            .contains(&format!("port {port} is already in use")),
         "{error}"
     );
 }
@@ -211,7 +231,10 @@ async fn cancelling_ends_the_wait_and_dropping_frees_the_port() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         canceller.cancel();
     });
-    assert!(matches!(listener.wait(WAIT).await, Err(ReceiveError::Cancelled)));
+    assert!(matches!(
+        listener.wait(WAIT).await,
+        Err(ReceiveError::Cancelled)
+    ));
     cancelling.await.unwrap();
     drop(listener);
     // The aborted tasks drop their listeners on the runtime's next turns: the same URI
@@ -242,10 +265,15 @@ async fn localhost_listens_on_ipv4_and_on_ipv6_where_the_host_has_it() {
     assert_eq!(addrs.len(), if ipv6 { 2 } else { 1 });
     if let Some(v6) = addrs.get(1) {
         assert_eq!(v6.port(), addrs[0].port());
-        let page =
-            loopback_request(*v6, "GET", "/favicon.ico", &format!("[::1]:{}", v6.port()), None)
-                .await
-                .unwrap();
+        let page = loopback_request(
+            *v6,
+            "GET",
+            "/favicon.ico",
+            &format!("[::1]:{}", v6.port()),
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(page.status, 404);
     }
 }

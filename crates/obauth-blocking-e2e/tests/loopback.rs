@@ -36,7 +36,11 @@ fn a_callback_ends_the_wait_with_the_code_and_the_browser_gets_a_page() {
     );
     let page = get(&listener, "/callback?code=c-1&state=st-1");
     assert_eq!(page.status, 200);
-    assert!(page.body.contains("You can close this tab"), "{}", page.body);
+    assert!(
+        page.body.contains("You can close this tab"),
+        "{}",
+        page.body
+    );
     assert!(!page.body.contains("c-1"));
     let callback = listener.wait(WAIT).unwrap();
     assert_eq!(callback.code.expose_secret(), "c-1");
@@ -60,10 +64,7 @@ fn a_form_post_callback_is_taken_from_the_posted_form() {
     )
     .unwrap();
     assert_eq!(page.status, 200);
-    assert_eq!(
-        listener.wait(WAIT).unwrap().code.expose_secret(),
-        "c-form"
-    );
+    assert_eq!(listener.wait(WAIT).unwrap().code.expose_secret(), "c-form");
 }
 
 #[test]
@@ -138,18 +139,24 @@ fn the_wait_times_out_and_can_go_on_and_stray_requests_do_not_end_it() {
     let addr = listener.local_addrs()[0];
     let _silent: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
     assert_eq!(get(&listener, "/favicon.ico").status, 404);
-    let foreign = loopback_request(addr, "GET", "/callback?code=c&state=st-1", "evil.example", None)
-        .unwrap();
+    let foreign = loopback_request(
+        addr,
+        "GET",
+        "/callback?code=c&state=st-1",
+        "evil.example",
+        None,
+    )
+    .unwrap();
     assert_eq!(foreign.status, 400);
     assert!(matches!(
         listener.wait(Duration::from_millis(100)),
         Err(ReceiveError::TimedOut { .. })
     ));
-    assert_eq!(get(&listener, "/callback?code=c-late&state=st-1").status, 200);
     assert_eq!(
-        listener.wait(WAIT).unwrap().code.expose_secret(),
-        "c-late"
+        get(&listener, "/callback?code=c-late&state=st-1").status,
+        200
     );
+    assert_eq!(listener.wait(WAIT).unwrap().code.expose_secret(), "c-late");
 }
 
 #[test]
@@ -163,7 +170,9 @@ fn a_port_in_use_is_a_clear_error_naming_the_port() {
         "{error:?}"
     );
     assert!(
-        error.to_string().contains(&format!("port {port} is already in use")),
+        error
+            .to_string()
+            .contains(&format!("port {port} is already in use")),
         "{error}"
     );
 }
@@ -208,9 +217,14 @@ fn localhost_listens_on_ipv4_and_on_ipv6_where_the_host_has_it() {
     assert_eq!(addrs.len(), if ipv6 { 2 } else { 1 });
     if let Some(v6) = addrs.get(1) {
         assert_eq!(v6.port(), addrs[0].port());
-        let page =
-            loopback_request(*v6, "GET", "/favicon.ico", &format!("[::1]:{}", v6.port()), None)
-                .unwrap();
+        let page = loopback_request(
+            *v6,
+            "GET",
+            "/favicon.ico",
+            &format!("[::1]:{}", v6.port()),
+            None,
+        )
+        .unwrap();
         assert_eq!(page.status, 404);
     }
 }

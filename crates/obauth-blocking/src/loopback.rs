@@ -29,10 +29,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use obauth_core::truelayer::auth_dialog::AuthorizationCallback;
+pub use obauth_core::truelayer::loopback::ReceiveError;
 use obauth_core::truelayer::loopback::{
     Event, LoopbackRedirect, RedirectReceiver, RequestReader, encode_response,
 };
-pub use obauth_core::truelayer::loopback::ReceiveError;
 
 /// How long one connection may take to send its request, and to take the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,7 +87,10 @@ impl RedirectListener {
                 // Later addresses take the port the first one got.
                 Some(first) => SocketAddr::new(
                     wanted.ip(),
-                    first.local_addr().map_err(|e| ReceiveError::bind(wanted, e))?.port(),
+                    first
+                        .local_addr()
+                        .map_err(|e| ReceiveError::bind(wanted, e))?
+                        .port(),
                 ),
                 None => wanted,
             };

@@ -672,7 +672,11 @@ fn mock(port: u16) -> Result<(), Failure> {
         "  client secret:     {}",
         obauth_mock::WORLDLINE_CLIENT_SECRET
     );
-    say!("consent: open a link the mock returns; it redirects with a code");
+    say!(
+        "  loopback URIs:     {} (any port)",
+        obauth_mock::TRUELAYER_LOOPBACK_REDIRECT_URIS.join(", ")
+    );
+    say!("consent: open a link the mock returns (or a dialog URL): Allow or Deny");
     loop {
         std::thread::park();
     }

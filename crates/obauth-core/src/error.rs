@@ -752,9 +752,9 @@ impl fmt::Display for CallbackError {
             CallbackError::Replayed => {
                 f.write_str("authorization redirect: already received once (a replay)")
             }
-            CallbackError::AlreadyFinished => f.write_str(
-                "authorization redirect: the receiver had already taken a redirect",
-            ),
+            CallbackError::AlreadyFinished => {
+                f.write_str("authorization redirect: the receiver had already taken a redirect")
+            }
         }
     }
 }

@@ -86,6 +86,7 @@ async fn respond(
     };
     let request = Request {
         endpoint: Endpoint::of(&parts.method, parts.uri.path()),
+        method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or_default().to_owned(),
         headers: parts.headers,

@@ -19,9 +19,14 @@
 //! * **Worldline**: realms whose clients authenticate with a secret or an RS256 client
 //!   assertion, verified against the registered public key by `kid`, with `aud`, `exp`
 //!   and `jti` replay checks, answering `invalid_client` / `invalid_scope` as the spec shows.
-//! * **Consent without a browser**: the auth links and the hosted dialog point at the mock;
-//!   [`MockServer::approve`] plays the user's consent and returns the redirect back
-//!   (`…?code=…&state=…`, or the `form_post` body), ready for the redirect parser.
+//! * **Consent in a browser**: the auth links and the hosted dialog point at the mock, which
+//!   shows a plain consent page (what is asked, Allow and Deny; no script); the decision
+//!   goes to the redirect URI with a code or `error=access_denied` (`303`, or an
+//!   auto-submitting form for `form_post`). Loopback redirect URIs registered without a
+//!   port match any port (RFC 8252 §7.3): see [`TRUELAYER_LOOPBACK_REDIRECT_URIS`].
+//! * **Consent without a browser**: [`MockServer::approve`] (and [`MockServer::deny`])
+//!   plays the user's decision and returns the redirect back (`…?code=…&state=…`, or the
+//!   `form_post` body), ready for the redirect parser.
 //! * **Faults on demand**: [`MockServer::inject`] makes the next N answers of an endpoint a
 //!   status (500, 503, 429 with `Retry-After`), a delay, a malformed or truncated body, an
 //!   HTML error page, or a connection closed mid-answer.
@@ -67,6 +72,14 @@ pub const TRUELAYER_CLIENT_ID: &str = "mock-client";
 pub const TRUELAYER_CLIENT_SECRET: &str = "mock-secret";
 /// A redirect URI registered for it.
 pub const TRUELAYER_REDIRECT_URI: &str = "https://app.example/callback";
+/// Loopback redirect URIs registered for it, for native apps and the CLI's `connect`: as
+/// RFC 8252 §7.3 asks of a server, any port matches a loopback URI registered without one
+/// (`http://127.0.0.1:43210/callback` matches `http://127.0.0.1/callback`).
+pub const TRUELAYER_LOOPBACK_REDIRECT_URIS: [&str; 3] = [
+    "http://127.0.0.1/callback",
+    "http://localhost/callback",
+    "http://[::1]/callback",
+];
 /// The Worldline realm registered at start.
 pub const WORLDLINE_REALM: &str = "mock-realm";
 /// The Worldline client (secret) registered at start, allowed `VOP` and `WERO`.

@@ -23,7 +23,10 @@ use obauth_types::{ClientSecret, Scopes};
 use sha2::{Digest, Sha256};
 
 use crate::wire::{Answer, Endpoint, Request, random_token, same, shown_name, shown_names};
-use crate::{TRUELAYER_CLIENT_ID, TRUELAYER_CLIENT_SECRET, TRUELAYER_REDIRECT_URI};
+use crate::{
+    TRUELAYER_CLIENT_ID, TRUELAYER_CLIENT_SECRET, TRUELAYER_LOOPBACK_REDIRECT_URIS,
+    TRUELAYER_REDIRECT_URI,
+};
 
 /// The scopes `client_credentials` may ask for.
 const APPLICATION_SCOPES: [&str; 7] = [
@@ -168,11 +171,9 @@ impl TrueLayerState {
             reuse_detection: true,
             refresh_counts: RefreshCounts::default(),
         };
-        state.register_client(
-            TRUELAYER_CLIENT_ID,
-            TRUELAYER_CLIENT_SECRET,
-            &[TRUELAYER_REDIRECT_URI],
-        );
+        let mut redirect_uris = vec![TRUELAYER_REDIRECT_URI];
+        redirect_uris.extend(TRUELAYER_LOOPBACK_REDIRECT_URIS);
+        state.register_client(TRUELAYER_CLIENT_ID, TRUELAYER_CLIENT_SECRET, &redirect_uris);
         state
     }
 
@@ -200,18 +201,7 @@ impl TrueLayerState {
             Endpoint::DeleteDebugId => self.debug(&request.body, false),
             Endpoint::DeleteCredential => self.delete(request),
             Endpoint::Providers => self.providers(&request.query),
-            Endpoint::Consent => {
-                let link = format!("{}{}?{}", self.base, request.path, request.query);
-                match self.approve_to(&link, None) {
-                    Ok((back, None)) => Answer::redirect(&back),
-                    Ok((form, Some(redirect_uri))) => Answer::new(
-                        StatusCode::OK,
-                        "text/html",
-                        auto_post_form(&redirect_uri, &form).into_bytes(),
-                    ),
-                    Err(why) => Answer::error(StatusCode::BAD_REQUEST, "invalid_request", &why),
-                }
-            }
+            Endpoint::Consent => self.consent(request),
             _ => Answer::error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
         }
     }
@@ -495,7 +485,12 @@ impl TrueLayerState {
     fn check_redirect(&self, client_id: &str, redirect_uri: &str) -> Option<&'static str> {
         match self.clients.get(client_id) {
             None => Some("unknown client_id"),
-            Some(client) if !client.redirect_uris.iter().any(|uri| uri == redirect_uri) => {
+            Some(client)
+                if !client
+                    .redirect_uris
+                    .iter()
+                    .any(|uri| redirect_matches(uri, redirect_uri)) =>
+            {
                 Some("redirect_uri is not registered for this client")
             }
             Some(_) => None,
@@ -507,6 +502,15 @@ impl TrueLayerState {
     }
 
     fn link(&mut self, session: Session) -> Answer {
+        let id = self.open_session(session);
+        Answer::json(
+            StatusCode::OK,
+            &serde_json::json!({ "result": format!("{}/mock/consent/{id}", self.base), "success": true }),
+        )
+    }
+
+    /// Keeps `session` for its consent page; the id names it in the page's URL.
+    fn open_session(&mut self, session: Session) -> String {
         let id = random_token("");
         self.session_bytes += session.bytes();
         self.sessions.insert(id.clone(), session);
@@ -520,10 +524,87 @@ impl TrueLayerState {
                 self.session_bytes -= gone.bytes();
             }
         }
-        Answer::json(
-            StatusCode::OK,
-            &serde_json::json!({ "result": format!("{}/mock/consent/{id}", self.base), "success": true }),
-        )
+        id
+    }
+
+    /// The consent page a person sees: `GET` on the hosted dialog's URL or on a link the
+    /// mock issued shows the request and an Allow and a Deny button (a plain form, no
+    /// script); the form posts the decision back, and the answer goes to the redirect URI
+    /// with a code or `error=access_denied` (`303`, or an auto-submitting form for
+    /// `form_post`).
+    fn consent(&mut self, request: &Request) -> Answer {
+        if request.method == http::Method::POST {
+            let decision = form_urlencoded::parse(&request.body)
+                .find(|(name, _)| name == "decision")
+                .map(|(_, value)| value.into_owned());
+            let error = match decision.as_deref() {
+                Some("allow") => None,
+                Some("deny") => Some("access_denied"),
+                _ => {
+                    return consent_page_answer(
+                        StatusCode::BAD_REQUEST,
+                        "Consent",
+                        "<p>The decision must be allow or deny.</p>",
+                    );
+                }
+            };
+            let link = format!("{}{}", self.base, request.path);
+            return match self.approve_to(&link, error) {
+                Ok((back, None)) => Answer::redirect(StatusCode::SEE_OTHER, &back),
+                Ok((form, Some(redirect_uri))) => Answer::new(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    auto_post_form(&redirect_uri, &form).into_bytes(),
+                ),
+                Err(why) => consent_page_answer(
+                    StatusCode::BAD_REQUEST,
+                    "Consent",
+                    &format!("<p>{}</p>", escape(&why)),
+                ),
+            };
+        }
+        let (id, session) = if request.path == "/" {
+            match self.dialog_session(&request.query) {
+                Ok(session) => (self.open_session(session.clone()), session),
+                Err(why) => {
+                    return consent_page_answer(
+                        StatusCode::BAD_REQUEST,
+                        "Consent",
+                        &format!("<p>{}</p>", escape(&why)),
+                    );
+                }
+            }
+        } else {
+            let id = request.path.trim_start_matches("/mock/consent/").to_owned();
+            match self.sessions.get(&id) {
+                Some(session) => (id, session.clone()),
+                None => {
+                    return consent_page_answer(
+                        StatusCode::BAD_REQUEST,
+                        "Consent",
+                        "<p>unknown, used or expired consent link</p>",
+                    );
+                }
+            }
+        };
+        let scopes: String = session
+            .scope
+            .split(' ')
+            .filter(|scope| !scope.is_empty())
+            .map(|scope| format!("<li>{}</li>", escape(scope)))
+            .collect();
+        let body = format!(
+            "<p>Mock bank <strong id=\"provider\">{provider}</strong></p>\
+             <p><strong id=\"client\">{client}</strong> asks to access:</p><ul id=\"scopes\">{scopes}</ul>\
+             <p>You will return to <code id=\"redirect\">{redirect}</code>.</p>\
+             <form method=\"post\" action=\"/mock/consent/{id}\">\
+             <button type=\"submit\" id=\"allow\" name=\"decision\" value=\"allow\">Allow</button> \
+             <button type=\"submit\" id=\"deny\" name=\"decision\" value=\"deny\">Deny</button></form>",
+            provider = escape(&session.provider_id),
+            client = escape(&session.client_id),
+            redirect = escape(&session.redirect_uri),
+        );
+        consent_page_answer(StatusCode::OK, "Consent", &body)
     }
 
     /// Consent (or refusal, with `error`) on a link the mock issued, or on a hosted-dialog
@@ -828,6 +909,44 @@ fn auto_post_form(action: &str, body: &str) -> String {
     format!(
         "<html><body onload=\"document.forms[0].submit()\"><form method=\"post\" action=\"{}\">{inputs}<noscript><button type=\"submit\">Continue</button></noscript></form></body></html>",
         escape(action)
+    )
+}
+
+/// Whether `requested` is the registered redirect URI: the same text, or, for a loopback
+/// URI registered without a port, the same with any port (RFC 8252 §7.3).
+fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|origin| {
+            let Some(path) = registered.strip_prefix(origin) else {
+                return false;
+            };
+            let Some(rest) = requested
+                .strip_prefix(origin)
+                .and_then(|rest| rest.strip_prefix(':'))
+            else {
+                return false;
+            };
+            let (port, requested_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            path.starts_with('/')
+                && requested_path == path
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|port| port != 0)
+        })
+}
+
+/// A page of the mock's consent flow: plain HTML, nothing loaded from elsewhere.
+fn consent_page_answer(status: StatusCode, title: &str, body: &str) -> Answer {
+    let page = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>obauth-mock: {title}</title></head>\n<body><h1>{title}</h1>\n{body}\n</body></html>\n",
+        title = escape(title),
+    );
+    Answer::new(status, "text/html; charset=utf-8", page.into_bytes()).header(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
     )
 }
 

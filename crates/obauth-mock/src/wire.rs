@@ -50,7 +50,7 @@ impl Endpoint {
             ("DELETE", "/api/delete") => Endpoint::DeleteCredential,
             ("GET", "/api/providers") => Endpoint::Providers,
             ("GET", "/") => Endpoint::Consent,
-            ("GET", path) if path.starts_with("/mock/consent/") => Endpoint::Consent,
+            ("GET" | "POST", path) if path.starts_with("/mock/consent/") => Endpoint::Consent,
             ("POST", path)
                 if path.starts_with("/auth/realms/")
                     && path.ends_with("/protocol/openid-connect/token") =>
@@ -65,6 +65,7 @@ impl Endpoint {
 /// A request as the handlers see it.
 pub(crate) struct Request {
     pub(crate) endpoint: Endpoint,
+    pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) query: String,
     pub(crate) headers: HeaderMap,
@@ -126,8 +127,9 @@ impl Answer {
         }
     }
 
-    pub(crate) fn redirect(location: &str) -> Self {
-        let mut answer = Self::empty(StatusCode::FOUND);
+    /// A redirect with `status` (`303 See Other` after a posted form).
+    pub(crate) fn redirect(status: StatusCode, location: &str) -> Self {
+        let mut answer = Self::empty(status);
         if let Ok(value) = HeaderValue::from_str(location) {
             answer.headers.insert(http::header::LOCATION, value);
         }

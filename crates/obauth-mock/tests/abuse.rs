@@ -84,7 +84,15 @@ fn the_form_post_page_posts_to_the_redirect_uri() {
     let answer = post_json(&mock, "/v1/authuri", &link_body("st-1", true));
     let link = answer.json()["result"].as_str().unwrap().to_owned();
     let path = link.strip_prefix(&mock.base_url()).unwrap();
-    let page = send(&mock, "GET", path, &[], b"");
+    let consent = send(&mock, "GET", path, &[], b"");
+    assert_eq!(consent.status, 200);
+    let page = send(
+        &mock,
+        "POST",
+        path,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"decision=allow",
+    );
     assert_eq!(page.status, 200);
     assert!(
         page.body.contains(&format!(

@@ -27,7 +27,8 @@ pub fn loopback_request(
 ) -> std::io::Result<PageAnswer> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: obauth-tests\r\n");
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: obauth-tests\r\n");
     if let Some(form) = form {
         request.push_str(&format!(
             "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",

@@ -212,9 +212,10 @@ impl ReadError {
     /// The page to answer with.
     pub fn response(&self) -> Response<Vec<u8>> {
         let (status, text) = match self {
-            ReadError::Malformed | ReadError::Truncated => {
-                (StatusCode::BAD_REQUEST, "This is not a request obauth can read.")
-            }
+            ReadError::Malformed | ReadError::Truncated => (
+                StatusCode::BAD_REQUEST,
+                "This is not a request obauth can read.",
+            ),
             ReadError::HeadTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "The request's headers are too large.",
@@ -306,7 +307,10 @@ impl RequestReader {
             return Ok(None);
         }
         let body = self.buffer[head_len..head_len + length].to_vec();
-        builder.body(body).map(Some).map_err(|_| ReadError::Malformed)
+        builder
+            .body(body)
+            .map(Some)
+            .map_err(|_| ReadError::Malformed)
     }
 
     /// The connection ended: an error if part of a request had arrived.
@@ -486,7 +490,9 @@ impl RedirectReceiver {
             Err(error) => page(
                 StatusCode::BAD_REQUEST,
                 "Sign-in failed",
-                &format!("The sign-in response could not be used: {error}. Start again from the terminal."),
+                &format!(
+                    "The sign-in response could not be used: {error}. Start again from the terminal."
+                ),
             ),
         };
         Reply {
@@ -657,7 +663,11 @@ impl fmt::Display for ReceiveError {
                 addr.port()
             ),
             ReceiveError::Bind { addr, source } => {
-                write!(f, "cannot listen on {addr} (port {}): {source}", addr.port())
+                write!(
+                    f,
+                    "cannot listen on {addr} (port {}): {source}",
+                    addr.port()
+                )
             }
             ReceiveError::TimedOut { waited } => write!(
                 f,

@@ -16,10 +16,20 @@ use serde_json::{Value, json};
 #[derive(Debug)]
 pub(crate) struct Response {
     pub(crate) status: u16,
+    /// The status line and headers, as sent.
+    pub(crate) head: String,
     pub(crate) body: String,
 }
 
 impl Response {
+    /// A header's value (name in any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
     pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
@@ -59,6 +69,7 @@ pub(crate) fn send(
         .expect("a status line");
     Response {
         status,
+        head: head.to_owned(),
         body: body.to_owned(),
     }
 }

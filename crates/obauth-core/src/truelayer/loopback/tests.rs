@@ -77,7 +77,10 @@ fn loopback_redirect_uris_are_checked_and_keep_their_path_and_query() {
 fn a_redirect_uri_the_receiver_cannot_serve_is_refused_with_the_reason() {
     for (uri, why) in [
         ("https://127.0.0.1:8080/cb", "plain http"),
-        ("http://example.com:8080/cb", "127.0.0.1, [::1] or localhost"),
+        (
+            "http://example.com:8080/cb",
+            "127.0.0.1, [::1] or localhost",
+        ),
         ("http://10.0.0.1:8080/cb", "127.0.0.1, [::1] or localhost"),
         ("http://[::2]:8080/cb", "127.0.0.1, [::1] or localhost"),
         ("http://user:pw@127.0.0.1:8080/cb", "user info"),
@@ -113,7 +116,11 @@ fn the_reader_waits_for_the_whole_request_however_it_is_split() {
 
 #[test]
 fn the_reader_refuses_what_it_cannot_hold_or_read() {
-    let push = |bytes: &[u8]| RequestReader::new().push(bytes).map(|request| request.is_some());
+    let push = |bytes: &[u8]| {
+        RequestReader::new()
+            .push(bytes)
+            .map(|request| request.is_some())
+    };
     assert_eq!(push(b"\x16\x03\x01 hello"), Err(ReadError::Malformed));
     assert_eq!(
         push(b"POST /cb HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
@@ -163,7 +170,10 @@ fn a_query_callback_with_the_right_state_ends_the_wait_with_the_code() {
     assert!(receiver.is_finished());
     let page = text(&reply);
     assert!(page.contains("You can close this tab"), "{page}");
-    assert!(!page.contains("c-secret-1"), "the page shows the code: {page}");
+    assert!(
+        !page.contains("c-secret-1"),
+        "the page shows the code: {page}"
+    );
     let headers = reply.response.headers();
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["referrer-policy"], "no-referrer");
@@ -218,7 +228,10 @@ fn a_wrong_or_missing_state_ends_the_wait_as_a_mismatch_and_the_page_says_so() {
         let reply = receiver.respond(&get(&format!("/callback?{query}")));
         assert_eq!(reply.response.status(), StatusCode::BAD_REQUEST, "{query}");
         assert!(
-            matches!(reply.event, Event::Received(Err(CallbackError::StateMismatch))),
+            matches!(
+                reply.event,
+                Event::Received(Err(CallbackError::StateMismatch))
+            ),
             "{query}: {:?}",
             reply.event
         );
@@ -335,7 +348,12 @@ fn an_encoded_response_reads_back_as_the_same_response() {
         .headers
         .iter()
         .find(|h| h.name == "content-length")
-        .map(|h| std::str::from_utf8(h.value).unwrap().parse::<usize>().unwrap())
+        .map(|h| {
+            std::str::from_utf8(h.value)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
         .unwrap();
     assert_eq!(length, reply.response.body().len());
     assert_eq!(&bytes[head..], reply.response.body().as_slice());
