@@ -131,6 +131,12 @@ pub(crate) enum Command {
     /// Worldline Open Banking's token endpoint.
     #[command(subcommand)]
     Worldline(Worldline),
+    /// Print shell completions for obauth (see the README for where to put them).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +144,9 @@ pub(crate) enum TrueLayer {
     /// POST /connect/token.
     #[command(subcommand)]
     Token(Token),
+    /// Connect a bank account: opens the auth dialog in a browser, receives the redirect on
+    /// a loopback address, exchanges the code and saves the tokens under --connection.
+    Connect(Box<ConnectArgs>),
     /// POST /v1/authuri: a direct bank authentication link.
     AuthLink(Box<AuthLinkArgs>),
     /// POST /v1/reauthuri: a reauthentication link.
@@ -253,6 +262,41 @@ pub(crate) enum Token {
         #[arg(long, value_name = "NAME")]
         connection: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// Space-separated scopes, e.g. "info accounts offline_access" (offline_access for a
+    /// refresh token).
+    #[arg(long)]
+    pub(crate) scope: String,
+    /// The loopback redirect URI allow-listed in TrueLayer Console, e.g.
+    /// http://localhost:3000/callback; without a port, any free one (for servers that
+    /// allow it, as RFC 8252 asks).
+    #[arg(long)]
+    pub(crate) redirect_uri: String,
+    /// Skip the dialog's provider selection: this provider (e.g. ob-monzo).
+    #[arg(long)]
+    pub(crate) provider_id: Option<String>,
+    /// The providers the dialog offers (space-separated).
+    #[arg(long, default_value = "uk-ob-all uk-oauth-all")]
+    pub(crate) providers: String,
+    /// Save the connection's tokens in the --token-store under this name (replacing an
+    /// earlier connection of that name); refresh later with `token refresh --connection`.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) connection: Option<String>,
+    /// Print the access and refresh tokens (not printed otherwise).
+    #[arg(long)]
+    pub(crate) print_tokens: bool,
+    /// Do not open a browser: print the link and wait.
+    #[arg(long)]
+    pub(crate) no_browser: bool,
+    /// How long to wait for the redirect, in seconds.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub(crate) wait: f64,
+    /// `form_post` to receive the code as a POSTed form.
+    #[arg(long, value_parser = ["form_post"])]
+    pub(crate) response_mode: Option<String>,
 }
 
 #[derive(Debug, Args)]

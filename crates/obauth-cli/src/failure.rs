@@ -3,7 +3,8 @@
 //! Shared by `run` and `demo`; it imports neither.
 
 use obauth_blocking::Error;
-use obauth_blocking::core::StoreErrorKind;
+use obauth_blocking::core::{CallbackError, StoreErrorKind};
+use obauth_blocking::loopback::ReceiveError;
 use serde_json::json;
 
 use crate::cli::Output;
@@ -19,14 +20,30 @@ pub(crate) enum Failure {
     Other(Error),
     /// A run that did not succeed for another reason (a demo step): exit 3.
     Failed(String),
+    /// `connect` did not get a code: the dialog's refusal (exit 1), a port in use or a
+    /// redirect URI that is not loopback (2), a redirect that does not belong to this
+    /// sign-in or no redirect in time (3), Ctrl-C (130).
+    Receive(ReceiveError),
 }
 
 impl Failure {
+    pub(crate) fn from_receive(error: ReceiveError) -> Self {
+        Failure::Receive(error)
+    }
+
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Failure::Api { .. } => 1,
             Failure::Usage(_) => 2,
             Failure::Other(_) | Failure::Failed(_) => 3,
+            Failure::Receive(error) => match error {
+                ReceiveError::Callback(CallbackError::Denied { .. }) => 1,
+                ReceiveError::InvalidRedirectUri(_)
+                | ReceiveError::AddressInUse { .. }
+                | ReceiveError::Bind { .. } => 2,
+                ReceiveError::Cancelled => 130,
+                _ => 3,
+            },
         }
     }
 
@@ -43,6 +60,15 @@ impl Failure {
             }
             Failure::Other(error) => complain!("obauth: {}", escaped(&error.to_string())),
             Failure::Failed(message) => complain!("obauth: {}", escaped(message)),
+            Failure::Receive(ReceiveError::Cancelled) => {
+                complain!("obauth: cancelled: nothing was connected, and the port is free again");
+            }
+            Failure::Receive(error) => {
+                complain!(
+                    "obauth: nothing was connected: {}",
+                    escaped(&error.to_string())
+                );
+            }
         }
     }
 

@@ -29,6 +29,7 @@ macro_rules! complain {
 }
 
 mod cli;
+mod connect;
 mod demo;
 mod failure;
 mod postgres;

@@ -62,6 +62,17 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Worldline(command) => {
             worldline(&global, command).map_err(|e| e.into_failure(output))
         }
+        Command::Completions { shell } => {
+            let mut completions = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "obauth",
+                &mut completions,
+            );
+            say!("{}", String::from_utf8_lossy(&completions).trim_end());
+            Ok(())
+        }
     }
 }
 
@@ -69,6 +80,7 @@ pub(crate) fn run(cli: Cli) -> Result<(), Failure> {
 enum Problem {
     Usage(String),
     Call(Error),
+    Receive(obauth_blocking::loopback::ReceiveError),
 }
 
 impl Problem {
@@ -76,6 +88,7 @@ impl Problem {
         match self {
             Problem::Usage(message) => Failure::Usage(message),
             Problem::Call(error) => Failure::from_error(error, output),
+            Problem::Receive(error) => Failure::from_receive(error),
         }
     }
 }
@@ -169,6 +182,24 @@ fn truelayer_client(global: &Global, client_id: String) -> Result<TrueLayerClien
 fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
     let output = global.output;
     match command {
+        TrueLayer::Connect(args) => {
+            let client = truelayer_client(global, require_client_id(global)?)?;
+            if !client.config().has_client_secret() {
+                return Err(Problem::Usage(
+                    "a client secret is required: --client-secret, OBAUTH_CLIENT_SECRET or --client-secret-file".into(),
+                ));
+            }
+            let connect = crate::connect::Connect {
+                client: &client,
+                store: token_store(global)?,
+                output,
+            };
+            crate::connect::run(connect, &args).map_err(|error| match error {
+                crate::connect::ConnectError::Usage(message) => Problem::Usage(message),
+                crate::connect::ConnectError::Receive(error) => Problem::Receive(error),
+                crate::connect::ConnectError::Call(error) => Problem::Call(error),
+            })?;
+        }
         TrueLayer::Token(token) => {
             let client = truelayer_client(global, require_client_id(global)?)?;
             if !client.config().has_client_secret() {

@@ -1,0 +1,346 @@
+//! `obauth truelayer connect` without a browser: the mock's consent simulation plays the
+//! person, a request written by hand plays the browser's redirect.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, obauth, start_connect};
+use obauth_mock::MockServer;
+use obauth_test_peers::loopback_request;
+
+const SCOPE: &str = "info accounts offline_access";
+
+fn connect_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec![
+        "--scope",
+        SCOPE,
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+        "--provider-id",
+        "ob-mock",
+        "--wait",
+        "30",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Follows a redirect back as the browser would: the request goes to the listener.
+fn browser_follows(redirect: &str) -> obauth_test_peers::PageAnswer {
+    let rest = redirect.strip_prefix("http://").unwrap();
+    let (authority, target) = rest.split_at(rest.find('/').unwrap());
+    let addr: SocketAddr = authority.parse().unwrap();
+    loopback_request(addr, "GET", target, authority, None).unwrap()
+}
+
+#[test]
+fn connect_saves_a_working_connection_and_prints_no_secret() {
+    let dir = TempDir::new("ok");
+    let mock = MockServer::start();
+    let connecting = start_connect(
+        &mock,
+        &dir.store(),
+        &connect_args(&["--connection", "alice"]),
+    );
+    assert!(
+        connecting.link.contains("code_challenge="),
+        "{}",
+        connecting.link
+    );
+    assert!(connecting.link.contains("provider_id=ob-mock"));
+    let back = mock.approve(&connecting.link).unwrap();
+    assert!(back.starts_with(&connecting.redirect_uri), "{back}");
+    let page = browser_follows(&back);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("You can close this tab"));
+    let ended = connecting.finish();
+    assert!(ended.status.success(), "{}\n{}", ended.stdout, ended.stderr);
+    assert!(
+        ended.stdout.contains("connected: alice"),
+        "{}",
+        ended.stdout
+    );
+    assert!(
+        ended.stdout.contains("refresh token: saved"),
+        "{}",
+        ended.stdout
+    );
+    assert!(
+        ended.stdout.contains("access token expires:"),
+        "{}",
+        ended.stdout
+    );
+    for text in [&ended.stdout, &ended.stderr] {
+        assert!(
+            !text.contains("tl-at-") && !text.contains("tl-rt-"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(obauth_mock::TRUELAYER_CLIENT_SECRET),
+            "{text}"
+        );
+        assert!(!text.contains("tl-code-"), "{text}");
+    }
+    // The saved connection works: a refresh by name.
+    let refreshed = obauth(
+        &mock,
+        &dir.store(),
+        &[
+            "truelayer",
+            "token",
+            "refresh",
+            "--connection",
+            "alice",
+            "--output",
+            "json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        refreshed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refreshed.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&refreshed.stdout).unwrap();
+    assert!(mock.access_token_valid(json["access_token"].as_str().unwrap()));
+    assert_eq!(mock.successful_refreshes(), 1);
+}
+
+#[test]
+fn print_tokens_prints_them_and_json_output_is_one_document() {
+    let dir = TempDir::new("print");
+    let mock = MockServer::start();
+    let connecting = start_connect(
+        &mock,
+        &dir.store(),
+        &connect_args(&["--print-tokens", "--output", "json"]),
+    );
+    browser_follows(&mock.approve(&connecting.link).unwrap());
+    let ended = connecting.finish();
+    assert!(ended.status.success(), "{}", ended.stderr);
+    let json: serde_json::Value = serde_json::from_str(&ended.stdout).unwrap();
+    assert!(mock.access_token_valid(json["access_token"].as_str().unwrap()));
+    assert!(
+        json["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("tl-rt-")
+    );
+    assert_eq!(json["refresh_token_saved"], false);
+    assert_eq!(json["scope"], SCOPE);
+    assert!(json["expires_in"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn form_post_is_received_as_a_posted_form() {
+    let dir = TempDir::new("form");
+    let mock = MockServer::start();
+    let connecting = start_connect(
+        &mock,
+        &dir.store(),
+        &connect_args(&["--connection", "bob", "--response-mode", "form_post"]),
+    );
+    assert!(connecting.link.contains("response_mode=form_post"));
+    let form = mock.approve(&connecting.link).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", connecting.port()).parse().unwrap();
+    let page = loopback_request(addr, "POST", "/callback", &addr.to_string(), Some(&form)).unwrap();
+    assert_eq!(page.status, 200, "{}", page.body);
+    let ended = connecting.finish();
+    assert!(ended.status.success(), "{}", ended.stderr);
+    assert!(ended.stdout.contains("connected: bob"));
+}
+
+#[test]
+fn a_denial_is_exit_1_with_the_dialogs_error() {
+    let dir = TempDir::new("deny");
+    let mock = MockServer::start();
+    let connecting = start_connect(
+        &mock,
+        &dir.store(),
+        &connect_args(&["--connection", "carol"]),
+    );
+    let page = browser_follows(&mock.deny(&connecting.link).unwrap());
+    assert!(page.body.contains("access_denied"), "{}", page.body);
+    let ended = connecting.finish();
+    assert_eq!(ended.status.code(), Some(1), "{}", ended.stderr);
+    assert!(
+        ended
+            .stderr
+            .contains("nothing was connected: authorization failed: access_denied"),
+        "{}",
+        ended.stderr
+    );
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
+}
+
+#[test]
+fn a_redirect_with_another_state_is_refused_exit_3() {
+    let dir = TempDir::new("state");
+    let mock = MockServer::start();
+    let connecting = start_connect(
+        &mock,
+        &dir.store(),
+        &connect_args(&["--connection", "dave"]),
+    );
+    let forged = format!(
+        "{}?code=tl-code-forged&state=forged",
+        connecting.redirect_uri
+    );
+    let page = browser_follows(&forged);
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("does not match"));
+    let ended = connecting.finish();
+    assert_eq!(ended.status.code(), Some(3), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("state is missing or does not match"),
+        "{}",
+        ended.stderr
+    );
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
+}
+
+#[test]
+fn no_redirect_in_time_is_exit_3_naming_the_wait() {
+    let dir = TempDir::new("timeout");
+    let mock = MockServer::start();
+    let mut args = connect_args(&["--connection", "erin"]);
+    let wait = args.iter().position(|arg| *arg == "30").unwrap();
+    args[wait] = "1";
+    let started = Instant::now();
+    let ended = start_connect(&mock, &dir.store(), &args).finish();
+    assert_eq!(ended.status.code(), Some(3), "{}", ended.stderr);
+    assert!(
+        ended
+            .stderr
+            .contains("no redirect came back from the dialog within 1s"),
+        "{}",
+        ended.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_port_in_use_is_exit_2_naming_the_port_before_any_link() {
+    let dir = TempDir::new("port");
+    let mock = MockServer::start();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let uri = format!("http://127.0.0.1:{port}/callback");
+    let output = obauth(
+        &mock,
+        &dir.store(),
+        &[
+            "truelayer",
+            "connect",
+            "--no-browser",
+            "--scope",
+            SCOPE,
+            "--redirect-uri",
+            &uri,
+            "--connection",
+            "f",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("port {port} is already in use")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("open this link"), "{stderr}");
+}
+
+#[test]
+fn where_the_tokens_go_is_settled_before_the_browser() {
+    let mock = MockServer::start();
+    for (store, extra, why) in [
+        ("memory", vec![], "--connection NAME"),
+        ("memory", vec!["--connection", "g"], "durable --token-store"),
+    ] {
+        let mut args = vec![
+            "truelayer",
+            "connect",
+            "--no-browser",
+            "--scope",
+            SCOPE,
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+        ];
+        args.extend(extra);
+        let output = obauth(&mock, store, &args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        assert!(!stderr.contains("open this link"), "{stderr}");
+    }
+    let output = obauth(
+        &mock,
+        "memory",
+        &[
+            "truelayer",
+            "connect",
+            "--no-browser",
+            "--scope",
+            SCOPE,
+            "--redirect-uri",
+            "https://app.example/cb",
+            "--print-tokens",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("plain http://"));
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_cleanly_and_frees_the_port() {
+    let dir = TempDir::new("sigint");
+    let mock = MockServer::start();
+    let connecting = start_connect(&mock, &dir.store(), &connect_args(&["--connection", "h"]));
+    let port = connecting.port();
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &connecting.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let ended = connecting.finish();
+    assert_eq!(ended.status.code(), Some(130), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("cancelled: nothing was connected"),
+        "{}",
+        ended.stderr
+    );
+    TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef obauth"),
+        ("fish", "complete -c obauth"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_obauth"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains(marker),
+            "{shell}: {}",
+            &text[..text.len().min(300)]
+        );
+        assert!(text.contains("connect"), "{shell} completes no `connect`");
+    }
+}
