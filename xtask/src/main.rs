@@ -78,7 +78,8 @@ fn test() -> Result<(), String> {
 /// command to run.
 fn servers() -> Result<(), String> {
     // redis-server for the Redis store's tests; PostgreSQL's server for the PostgreSQL
-    // store's (Debian keeps initdb out of PATH); Node.js and npm for the oidc-provider peer.
+    // store's (Debian keeps initdb out of PATH); Node.js and npm for the oidc-provider peer;
+    // Chromium and its chromedriver for the browser test of `obauth truelayer connect`.
     let runs = |binary: &str| {
         Command::new(binary)
             .arg("--version")
@@ -92,11 +93,19 @@ fn servers() -> Result<(), String> {
                 .any(|version| version.path().join("bin/initdb").exists())
         }) || runs("initdb")
     };
-    let needed: [(&str, bool); 4] = [
+    let needed: [(&str, bool); 6] = [
         ("redis-server", runs("redis-server")),
         ("postgresql", postgres()),
         ("nodejs", runs("node")),
         ("npm", runs("npm")),
+        (
+            "chromium",
+            std::path::Path::new("/usr/bin/chromium").exists(),
+        ),
+        (
+            "chromium-driver",
+            std::path::Path::new("/usr/bin/chromedriver").exists(),
+        ),
     ];
     let missing: Vec<&str> = needed
         .iter()

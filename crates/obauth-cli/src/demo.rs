@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use obauth_async::core::pkce::Pkce;
 use obauth_async::core::retry::RetryPolicy;
 use obauth_async::core::truelayer::Environment;
-use obauth_async::core::truelayer::auth_dialog::parse_callback;
+use obauth_async::core::truelayer::auth_dialog::{AuthDialog, parse_callback};
 use obauth_async::core::truelayer::auth_link::{AuthLink, ReauthLink};
 use obauth_async::core::worldline::WorldlineAuth;
 use obauth_async::core::worldline::assertion::{AssertionConfig, RsaKeySigner, SigningCertificate};
@@ -83,7 +83,7 @@ fn demo_key(mock: &MockServer) -> Result<DemoKey, String> {
 
 /// The tour, written once for both bindings: `$($await)*` is `.await` or nothing.
 macro_rules! tour {
-    ($tally:expr, $binding:expr, $mock:expr, $key:expr, $tl:ident, $wl:ident, $wl_jwt:ident, $source:ident, $($await:tt)*) => {{
+    ($tally:expr, $binding:expr, $mock:expr, $key:expr, $tl:ident, $wl:ident, $wl_jwt:ident, $source:ident, $listener:ty, $($await:tt)*) => {{
         let tally = $tally;
         let binding = $binding;
         let mock: &MockServer = $mock;
@@ -161,7 +161,63 @@ macro_rules! tour {
             _ => Err("two different tokens".to_owned()),
         };
         tally.step(binding, "token source: two reads", cached, |n| format!("{n} token request(s) for two reads"));
+
+        // `obauth truelayer connect`, the person played by the mock's consent simulation and
+        // the browser by one request to the loopback listener.
+        let connected = async_or_not!($($await)*, {
+            let state = random::new_state(&mut OsRandom).map_err(|e| e.to_string())?;
+            let pkce = Pkce::generate(&mut OsRandom).map_err(|e| e.to_string())?;
+            let mut listener = <$listener>::bind("http://127.0.0.1/callback", &state)$($await)*.map_err(|e| e.to_string())?;
+            let redirect_uri = listener.redirect_uri().to_owned();
+            let dialog = AuthDialog::new(&redirect_uri, scopes.clone(), &state).pkce(&pkce).provider_id("ob-mock");
+            let link = $tl.config().auth_dialog_url(&dialog).map_err(|e| e.to_string())?;
+            let back = mock.approve(&link)?;
+            let browser = std::thread::spawn(move || follow_redirect(&back));
+            let callback = listener.wait(std::time::Duration::from_secs(10))$($await)*.map_err(|e| e.to_string())?;
+            let page = browser.join().map_err(|_| "the browser thread panicked".to_owned())??;
+            let token = $tl.exchange_code(callback.code, redirect_uri.as_str(), Some(pkce.verifier().clone()))$($await)*.map_err(|e| e.to_string())?;
+            Ok::<_, String>((redirect_uri, page, token.expires_in))
+        });
+        tally.step(binding, "truelayer connect (loopback redirect)", connected, |(uri, page, expires_in)| {
+            format!("code received on {uri} (page: {page}); access token for {expires_in} s")
+        });
     }};
+}
+
+/// A block that may use `?`, run as it is (blocking) or awaited (async).
+macro_rules! async_or_not {
+    (, $body:block) => {
+        (|| $body)()
+    };
+    (.await, $body:block) => {
+        async { $body }.await
+    };
+}
+
+/// The browser's part: follows the redirect back to the loopback listener and returns the
+/// landing page's heading.
+fn follow_redirect(url: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("not a loopback redirect")?;
+    let (authority, target) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(authority).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: {authority}\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut page = String::new();
+    stream
+        .read_to_string(&mut page)
+        .map_err(|e| e.to_string())?;
+    let heading = page
+        .split("<h1>")
+        .nth(1)
+        .and_then(|rest| rest.split("</h1>").next())
+        .ok_or("no landing page")?;
+    Ok(heading.to_owned())
 }
 
 /// Two token sources, as two processes would have, on one SQLite file in a temporary
@@ -245,7 +301,7 @@ pub(crate) fn run() -> Result<(), Failure> {
         });
         let source = TokenSource::worldline(wl.clone(), Scopes::from([worldline::Scope::Vop]));
         runtime.block_on(async {
-            tour!(&tally, "async", &mock, &key, tl, wl, wl_jwt, source, .await)
+            tour!(&tally, "async", &mock, &key, tl, wl, wl_jwt, source, obauth_async::loopback::RedirectListener, .await)
         });
     }
 
@@ -275,7 +331,17 @@ pub(crate) fn run() -> Result<(), Failure> {
         });
         let source = TokenSource::worldline(wl.clone(), Scopes::from([worldline::Scope::Vop]));
         let store_client = tl.clone();
-        tour!(&tally, "blocking", &mock, &key, tl, wl, wl_jwt, source,);
+        tour!(
+            &tally,
+            "blocking",
+            &mock,
+            &key,
+            tl,
+            wl,
+            wl_jwt,
+            source,
+            obauth_blocking::loopback::RedirectListener,
+        );
         let shared = shared_store(&mock, &store_client);
         tally.step(
             "blocking",

@@ -77,6 +77,13 @@ fn demo_runs_every_step_and_exits_zero() {
     );
     assert!(stdout.contains("[async   ] truelayer.token.exchange_code"));
     assert!(stdout.contains("[blocking] worldline.token (RS256 assertion)"));
+    for binding in ["async   ", "blocking"] {
+        let step = format!(
+            "[{binding}] truelayer connect (loopback redirect) code received on http://127.0.0.1:"
+        );
+        assert!(stdout.contains(&step), "{stdout}");
+    }
+    assert!(stdout.contains("(page: Signed in)"), "{stdout}");
     // Tokens are shortened: ten characters, then an ellipsis.
     for prefix in ["tl-at-", "tl-rt-", "wl-at-"] {
         for (at, _) in stdout.match_indices(prefix) {
