@@ -21,13 +21,16 @@
 //! without `async`. With the `sqlite` feature, `SqliteStore` keeps tokens for every
 //! process of a host; with `redis`, `RedisStore` for the replicas of a service; with
 //! `postgres`, `PostgresStore` keeps users' connections in the service's database.
+//! [`loopback::RedirectListener`] receives the auth dialog's redirect on this machine, for
+//! programs that run where their user is (RFC 8252).
 //!
 //! Transport defaults: reqwest with rustls, no redirects ever, a 10 s connect timeout and a
 //! 30 s total timeout per attempt, response bodies capped at
 //! [`MAX_RESPONSE_BODY`](obauth_core::MAX_RESPONSE_BODY), one connection pool per client.
-//! It works on the multi-thread and the current-thread tokio runtimes. The only task it
-//! spawns is a token manager's fetch, so that a fetch is finished even when its callers
-//! stop waiting (see [`manager`]).
+//! It works on the multi-thread and the current-thread tokio runtimes. The tasks it spawns
+//! are a token manager's fetch, so that a fetch is finished even when its callers stop
+//! waiting (see [`manager`]), and a redirect listener's accept loop and connections, which
+//! end when the listener is dropped.
 //!
 //! This crate is not for blocking code (use `obauth-blocking`) nor for building requests
 //! yourself (use `obauth-core`).

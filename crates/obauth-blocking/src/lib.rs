@@ -24,6 +24,8 @@
 //! connections in SQLite or Redis, or use `obauth-async`'s `PostgresStore`. With
 //! `middleware`, the `bearer` module calls other APIs with these tokens (a ureq agent wrapper and
 //! ureq middleware that set the header and replace a refused token).
+//! [`loopback::RedirectListener`] receives the auth dialog's redirect on this machine (RFC
+//! 8252), on threads of its own that end when it is dropped.
 //!
 //! Transport defaults: ureq with rustls, statuses are answers (`http_status_as_error` off),
 //! no redirects ever, a 10 s connect timeout and a 30 s total timeout per attempt, response

@@ -278,9 +278,10 @@ pub(crate) struct ConnectArgs {
     /// Skip the dialog's provider selection: this provider (e.g. ob-monzo).
     #[arg(long)]
     pub(crate) provider_id: Option<String>,
-    /// The providers the dialog offers (space-separated).
-    #[arg(long, default_value = "uk-ob-all uk-oauth-all")]
-    pub(crate) providers: String,
+    /// The providers the dialog offers (space-separated; default: "uk-cs-mock uk-ob-all
+    /// uk-oauth-all" on the sandbox, "uk-ob-all uk-oauth-all" elsewhere).
+    #[arg(long)]
+    pub(crate) providers: Option<String>,
     /// Save the connection's tokens in the --token-store under this name (replacing an
     /// earlier connection of that name); refresh later with `token refresh --connection`.
     #[arg(long, value_name = "NAME")]

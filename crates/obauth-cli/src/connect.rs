@@ -48,6 +48,8 @@ pub(crate) struct Connect<'a> {
     pub(crate) client: &'a TrueLayerClient,
     pub(crate) store: Option<std::sync::Arc<dyn obauth_blocking::TokenStore>>,
     pub(crate) output: Output,
+    /// Whether the client talks to TrueLayer's sandbox (whose test bank is `uk-cs-mock`).
+    pub(crate) sandbox: bool,
 }
 
 pub(crate) fn run(connect: Connect<'_>, args: &ConnectArgs) -> Result<(), ConnectError> {
@@ -57,6 +59,8 @@ pub(crate) fn run(connect: Connect<'_>, args: &ConnectArgs) -> Result<(), Connec
         ));
     }
     // Where the tokens go is settled before anyone is sent to a browser.
+    // Once the redirect has come, Ctrl-C no longer cancels: the exchange and the save finish
+    // (within --timeout), so that tokens the server issued are not dropped half-way.
     let saving = match (&args.connection, &connect.store) {
         (Some(name), Some(store)) => Some((name.clone(), std::sync::Arc::clone(store))),
         (Some(_), None) => {
@@ -81,7 +85,13 @@ pub(crate) fn run(connect: Connect<'_>, args: &ConnectArgs) -> Result<(), Connec
     let mut listener = RedirectListener::bind(&args.redirect_uri, &state)?;
     let redirect_uri = listener.redirect_uri().to_owned();
     let mut dialog = AuthDialog::new(&redirect_uri, scopes, &state).pkce(&pkce);
-    for provider in args.providers.split_whitespace() {
+    let providers = args.providers.as_deref().unwrap_or(if connect.sandbox {
+        // TrueLayer's sandbox bank is `uk-cs-mock`.
+        "uk-cs-mock uk-ob-all uk-oauth-all"
+    } else {
+        "uk-ob-all uk-oauth-all"
+    });
+    for provider in providers.split_whitespace() {
         dialog = dialog.provider(provider);
     }
     if let Some(provider_id) = &args.provider_id {

@@ -193,6 +193,7 @@ fn truelayer(global: &Global, command: TrueLayer) -> Result<(), Problem> {
                 client: &client,
                 store: token_store(global)?,
                 output,
+                sandbox: global.base_url.is_none() && global.env == Env::Sandbox,
             };
             crate::connect::run(connect, &args).map_err(|error| match error {
                 crate::connect::ConnectError::Usage(message) => Problem::Usage(message),

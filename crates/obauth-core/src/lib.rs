@@ -11,7 +11,9 @@
 //! machine that says what to do next, which the bindings drive), with the records it keeps
 //! behind a [`store::TokenStore`] (in memory here; in SQLite with `obauth-sqlite`), and
 //! the decisions of the bindings' bearer-token middleware ([`bearer`]: when to set the
-//! header, which `401` means a fresh token and one more try).
+//! header, which `401` means a fresh token and one more try), and the answers of a
+//! loopback redirect receiver ([`truelayer::loopback`]: the browser's request in, the page
+//! and the callback out).
 //!
 //! ```text
 //!   TrueLayerConfig / WorldlineConfig        (endpoints, credentials; built once)
