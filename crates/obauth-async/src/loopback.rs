@@ -18,8 +18,10 @@
 //!
 //! The same API as `obauth-blocking`'s `loopback`, `async`. What it answers is decided by
 //! [`obauth_core::truelayer::loopback`]; this module binds, accepts, reads and writes, one
-//! task per connection with a 10 s limit, at most 32 at a time. Dropping the `wait` future
-//! cancels the wait (as [`Canceller::cancel`] does); dropping the listener frees the port.
+//! task per connection with 10 s to send its request and 10 s to take the answer, at most
+//! 32 at a time (the others wait to be accepted). Dropping the `wait` future stops waiting
+//! (a callback that comes later is handed to the next `wait`); [`Canceller::cancel`] ends
+//! the wait for good; dropping the listener frees the port.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -37,11 +39,12 @@ use tokio::task::JoinHandle;
 
 /// How long one connection may take to send its request and take the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the backlog.
+/// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 32;
 
 enum Message {
     Outcome(Result<AuthorizationCallback, obauth_core::CallbackError>),
+    Refused(obauth_core::CallbackError),
     Cancelled,
 }
 
@@ -65,6 +68,7 @@ pub struct RedirectListener {
     sender: mpsc::UnboundedSender<Message>,
     accepting: Vec<JoinHandle<()>>,
     taken: bool,
+    refused: Vec<obauth_core::CallbackError>,
 }
 
 impl std::fmt::Debug for RedirectListener {
@@ -96,9 +100,11 @@ impl RedirectListener {
             };
             match TcpListener::bind(addr).await {
                 Ok(listener) => listeners.push(listener),
-                Err(error) if index == 0 => return Err(ReceiveError::bind(addr, error)),
-                // `[::1]` beside `127.0.0.1` for `localhost`: best-effort (no IPv6 here).
-                Err(_) => {}
+                // `[::1]` beside `127.0.0.1` for `localhost` is skipped only where the host has
+                // no IPv6. Taken by another program, it would get the browser's redirect
+                // (the code with it) whenever the browser tries `::1` first: an error.
+                Err(error) if index > 0 && error.kind() != std::io::ErrorKind::AddrInUse => {}
+                Err(error) => return Err(ReceiveError::bind(addr, error)),
             }
         }
         let local_addrs = listeners
@@ -132,6 +138,7 @@ impl RedirectListener {
             sender,
             accepting,
             taken: false,
+            refused: Vec::new(),
         })
     }
 
@@ -146,6 +153,12 @@ impl RedirectListener {
         &self.local_addrs
     }
 
+    /// The callbacks refused so far while waiting: those that could not be this sign-in's
+    /// (a `state` that does not match, a repeated parameter). The wait went on after each.
+    pub fn refused(&self) -> &[obauth_core::CallbackError] {
+        &self.refused
+    }
+
     /// A handle that cancels the wait from elsewhere.
     pub fn canceller(&self) -> Canceller {
         Canceller(self.sender.clone())
@@ -158,16 +171,20 @@ impl RedirectListener {
         if self.taken {
             return Err(ReceiveError::AlreadyTaken);
         }
-        let message = match tokio::time::timeout(timeout, self.messages.recv()).await {
-            Ok(Some(message)) => message,
-            Err(_) => return Err(ReceiveError::TimedOut { waited: timeout }),
-            // The listener holds a sender itself: never closed while it lives.
-            Ok(None) => Message::Cancelled,
+        let deadline = tokio::time::Instant::now() + timeout;
+        let message = loop {
+            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
+                Ok(Some(Message::Refused(error))) => self.refused.push(error),
+                Ok(Some(message)) => break message,
+                Err(_) => return Err(ReceiveError::TimedOut { waited: timeout }),
+                // The listener holds a sender itself: never closed while it lives.
+                Ok(None) => break Message::Cancelled,
+            }
         };
         self.taken = true;
         match message {
             Message::Outcome(outcome) => outcome.map_err(ReceiveError::Callback),
-            Message::Cancelled => Err(ReceiveError::Cancelled),
+            Message::Refused(_) | Message::Cancelled => Err(ReceiveError::Cancelled),
         }
     }
 }
@@ -188,18 +205,19 @@ async fn accept(
     slots: Arc<Semaphore>,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        // All slots busy: the next connection waits to be accepted until one frees.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: no busy loop while it lasts.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let receiver = Arc::clone(&receiver);
         let sender = sender.clone();
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(CONNECTION_TIMEOUT, connection(stream, &receiver, &sender))
-                    .await;
+            connection(stream, &receiver, &sender).await;
             drop(slot);
         });
     }
@@ -211,17 +229,20 @@ async fn connection(
     receiver: &Mutex<RedirectReceiver>,
     sender: &mpsc::UnboundedSender<Message>,
 ) {
+    // One deadline for the whole request, not one per read.
+    let deadline = tokio::time::Instant::now() + CONNECTION_TIMEOUT;
     let mut reader = RequestReader::new();
     let mut buffer = [0u8; 4096];
-    let mut outcome = None;
+    let mut event = None;
     let response = loop {
-        let read = match stream.read(&mut buffer).await {
-            Ok(0) => match reader.finish() {
+        let read = match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) => match reader.finish() {
                 Ok(()) => return,
                 Err(error) => break error.response(),
             },
-            Ok(read) => read,
-            Err(_) => return,
+            Ok(Ok(read)) => read,
+            // A silent connection (a browser's speculative one) ends here.
+            Ok(Err(_)) | Err(_) => return,
         };
         match reader.push(&buffer[..read]) {
             Ok(None) => continue,
@@ -230,9 +251,7 @@ async fn connection(
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .respond(&request);
-                if let Event::Received(received) = reply.event {
-                    outcome = Some(received);
-                }
+                event = Some(reply.event);
                 break reply.response;
             }
             Err(error) => break error.response(),
@@ -240,9 +259,19 @@ async fn connection(
     };
     // The page first, then the outcome: a program that ends as soon as it has the code
     // must not cut the browser off before its landing page.
-    let _ = stream.write_all(&encode_response(&response)).await;
-    let _ = stream.shutdown().await;
-    if let Some(outcome) = outcome {
-        let _ = sender.send(Message::Outcome(outcome));
+    let written = async {
+        let _ = stream.write_all(&encode_response(&response)).await;
+        let _ = stream.shutdown().await;
+    };
+    let _ = tokio::time::timeout(CONNECTION_TIMEOUT, written).await;
+    // Handed over whether or not the page could be written: the receiver has decided.
+    match event {
+        Some(Event::Received(outcome)) => {
+            let _ = sender.send(Message::Outcome(outcome));
+        }
+        Some(Event::Refused(error)) => {
+            let _ = sender.send(Message::Refused(error));
+        }
+        _ => {}
     }
 }

@@ -92,15 +92,26 @@ async fn a_form_post_callback_is_taken_from_the_posted_form() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_state_mismatch_is_a_typed_error_and_the_page_says_so() {
+async fn a_state_mismatch_is_refused_with_a_page_and_the_wait_goes_on_for_the_real_one() {
     let mut listener = any_port().await;
     let page = get(&listener, "/callback?code=c-1&state=forged").await;
     assert_eq!(page.status, 400);
     assert!(page.body.contains("does not match"), "{}", page.body);
     assert!(matches!(
-        listener.wait(WAIT).await,
-        Err(ReceiveError::Callback(CallbackError::StateMismatch))
+        listener.wait(Duration::from_millis(300)).await,
+        Err(ReceiveError::TimedOut { .. })
     ));
+    assert_eq!(listener.refused(), &[CallbackError::StateMismatch]);
+    assert_eq!(
+        get(&listener, "/callback?code=c-real&state=st-1")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        listener.wait(WAIT).await.unwrap().code.expose_secret(),
+        "c-real"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +266,7 @@ async fn cancelling_ends_the_wait_and_dropping_frees_the_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn localhost_listens_on_ipv4_and_on_ipv6_where_the_host_has_it() {
-    let listener = RedirectListener::bind("http://localhost/callback", "st-1")
+    let mut listener = RedirectListener::bind("http://localhost/callback", "st-1")
         .await
         .unwrap();
     let addrs = listener.local_addrs();
@@ -275,5 +286,84 @@ async fn localhost_listens_on_ipv4_and_on_ipv6_where_the_host_has_it() {
         .await
         .unwrap();
         assert_eq!(page.status, 404);
+        let host = format!("[::1]:{}", v6.port());
+        let page = loopback_request(*v6, "GET", "/callback?code=c-v6&state=st-1", &host, None)
+            .await
+            .unwrap();
+        assert_eq!(page.status, 200);
+        assert_eq!(
+            listener.wait(WAIT).await.unwrap().code.expose_secret(),
+            "c-v6"
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_with_ipv6_taken_by_another_program_is_an_error_not_a_half_listener() {
+    // A dev server on `[::1]` only would receive the redirect whenever the browser tries
+    // `::1` first.
+    let Ok(v6) = TcpListener::bind("[::1]:0") else {
+        return; // no IPv6 on this host: nothing can hold it
+    };
+    let port = v6.local_addr().unwrap().port();
+    if TcpListener::bind(("127.0.0.1", port)).is_err() {
+        return; // the IPv4 side is taken too: not the case under test
+    }
+    let error = RedirectListener::bind(&format!("http://localhost:{port}/callback"), "st-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ReceiveError::AddressInUse { addr } if addr.is_ipv6() && addr.port() == port),
+        "{error:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_trickles_its_request_is_cut_off_at_the_connection_limit() {
+    use std::io::{Read as _, Write as _};
+    let mut listener = any_port().await;
+    let addr = listener.local_addrs()[0];
+    let trickler = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(900)))
+            .unwrap();
+        let started = Instant::now();
+        // A byte a second, never a whole request: cut off after 10 s, not kept for ever.
+        for byte in b"GET /callback?code=c&state=st-1 HTTP/1.1\r\nHost: x\r\n"
+            .iter()
+            .cycle()
+        {
+            if stream.write_all(&[*byte]).is_err() {
+                return started.elapsed();
+            }
+            let mut buffer = [0u8; 64];
+            match stream.read(&mut buffer) {
+                Ok(0) => return started.elapsed(),
+                Ok(_) => {}
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        || error.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return started.elapsed(),
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "never cut off");
+        }
+        unreachable!()
+    });
+    let cut_after = tokio::task::spawn_blocking(move || trickler.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        cut_after >= Duration::from_secs(9) && cut_after < Duration::from_secs(20),
+        "cut off after {cut_after:?}"
+    );
+    // The listener still serves the real callback.
+    assert_eq!(
+        get(&listener, "/callback?code=c-1&state=st-1").await.status,
+        200
+    );
+    assert_eq!(
+        listener.wait(WAIT).await.unwrap().code.expose_secret(),
+        "c-1"
+    );
 }

@@ -16,9 +16,10 @@
 //! ```
 //!
 //! What it answers is decided by [`obauth_core::truelayer::loopback`]; this module binds,
-//! accepts, reads and writes. Each connection is read on its own thread with a 10 s read
-//! and write timeout, at most 32 at a time (a browser opens a few speculative connections
-//! that may never send anything).
+//! accepts, reads and writes. Each connection is read on its own thread and has 10 s to
+//! send its request (a browser opens a few speculative connections that may never send
+//! anything) and 10 s to take the answer; at most 32 are served at a time, the others wait
+//! to be accepted.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -36,11 +37,12 @@ use obauth_core::truelayer::loopback::{
 
 /// How long one connection may take to send its request, and to take the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the backlog.
+/// Connections served at once; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 32;
 
 enum Message {
     Outcome(Result<AuthorizationCallback, obauth_core::CallbackError>),
+    Refused(obauth_core::CallbackError),
     Cancelled,
 }
 
@@ -65,6 +67,7 @@ pub struct RedirectListener {
     stop: Arc<AtomicBool>,
     accepting: Vec<(SocketAddr, JoinHandle<()>)>,
     taken: bool,
+    refused: Vec<obauth_core::CallbackError>,
 }
 
 impl std::fmt::Debug for RedirectListener {
@@ -96,9 +99,11 @@ impl RedirectListener {
             };
             match TcpListener::bind(addr) {
                 Ok(listener) => listeners.push(listener),
-                Err(error) if index == 0 => return Err(ReceiveError::bind(addr, error)),
-                // `[::1]` beside `127.0.0.1` for `localhost`: best-effort (no IPv6 here).
-                Err(_) => {}
+                // `[::1]` beside `127.0.0.1` for `localhost` is skipped only where the host has
+                // no IPv6. Taken by another program, it would get the browser's redirect
+                // (the code with it) whenever the browser tries `::1` first: an error.
+                Err(error) if index > 0 && error.kind() != std::io::ErrorKind::AddrInUse => {}
+                Err(error) => return Err(ReceiveError::bind(addr, error)),
             }
         }
         let local_addrs = listeners
@@ -140,6 +145,7 @@ impl RedirectListener {
             stop,
             accepting,
             taken: false,
+            refused: Vec::new(),
         })
     }
 
@@ -154,6 +160,12 @@ impl RedirectListener {
         &self.local_addrs
     }
 
+    /// The callbacks refused so far while waiting: those that could not be this sign-in's
+    /// (a `state` that does not match, a repeated parameter). The wait went on after each.
+    pub fn refused(&self) -> &[obauth_core::CallbackError] {
+        &self.refused
+    }
+
     /// A handle that cancels the wait from elsewhere.
     pub fn canceller(&self) -> Canceller {
         Canceller(self.sender.clone())
@@ -166,18 +178,23 @@ impl RedirectListener {
         if self.taken {
             return Err(ReceiveError::AlreadyTaken);
         }
-        let message = match self.messages.recv_timeout(timeout) {
-            Ok(message) => message,
-            Err(RecvTimeoutError::Timeout) => {
-                return Err(ReceiveError::TimedOut { waited: timeout });
+        let deadline = std::time::Instant::now() + timeout;
+        let message = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.messages.recv_timeout(left) {
+                Ok(Message::Refused(error)) => self.refused.push(error),
+                Ok(message) => break message,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(ReceiveError::TimedOut { waited: timeout });
+                }
+                // The listener holds a sender itself: never disconnected while it lives.
+                Err(RecvTimeoutError::Disconnected) => break Message::Cancelled,
             }
-            // The listener holds a sender itself: never disconnected while it lives.
-            Err(RecvTimeoutError::Disconnected) => Message::Cancelled,
         };
         self.taken = true;
         match message {
             Message::Outcome(outcome) => outcome.map_err(ReceiveError::Callback),
-            Message::Cancelled => Err(ReceiveError::Cancelled),
+            Message::Refused(_) | Message::Cancelled => Err(ReceiveError::Cancelled),
         }
     }
 }
@@ -207,11 +224,20 @@ fn accept(listener: &TcpListener, stop: &AtomicBool, serve: &Serve) {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
-        if serve.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            serve.active.fetch_sub(1, Ordering::SeqCst);
+        let Ok(stream) = stream else {
+            // Out of descriptors, say: no busy loop while it lasts.
+            std::thread::sleep(Duration::from_millis(50));
             continue;
+        };
+        // All slots busy: this connection waits for one (each frees within the connection
+        // limit); the ones after it wait in the kernel's backlog.
+        while serve.active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
+        serve.active.fetch_add(1, Ordering::SeqCst);
         let receiver = Arc::clone(&serve.receiver);
         let sender = serve.sender.clone();
         let active = Arc::clone(&serve.active);
@@ -233,12 +259,18 @@ fn connection(
     receiver: &Mutex<RedirectReceiver>,
     sender: &mpsc::Sender<Message>,
 ) {
-    let _ = stream.set_read_timeout(Some(CONNECTION_TIMEOUT));
+    // One deadline for the whole request, not one per read: a client that trickles a
+    // byte at a time does not hold its slot longer.
+    let deadline = std::time::Instant::now() + CONNECTION_TIMEOUT;
     let _ = stream.set_write_timeout(Some(CONNECTION_TIMEOUT));
     let mut reader = RequestReader::new();
     let mut buffer = [0u8; 4096];
-    let mut outcome = None;
+    let mut event = None;
     let response = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         let read = match stream.read(&mut buffer) {
             Ok(0) => match reader.finish() {
                 Ok(()) => return,
@@ -255,9 +287,7 @@ fn connection(
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .respond(&request);
-                if let Event::Received(received) = reply.event {
-                    outcome = Some(received);
-                }
+                event = Some(reply.event);
                 break reply.response;
             }
             Err(error) => break error.response(),
@@ -268,7 +298,13 @@ fn connection(
     let _ = stream.write_all(&encode_response(&response));
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
-    if let Some(outcome) = outcome {
-        let _ = sender.send(Message::Outcome(outcome));
+    match event {
+        Some(Event::Received(outcome)) => {
+            let _ = sender.send(Message::Outcome(outcome));
+        }
+        Some(Event::Refused(error)) => {
+            let _ = sender.send(Message::Refused(error));
+        }
+        _ => {}
     }
 }

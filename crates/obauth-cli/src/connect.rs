@@ -3,6 +3,8 @@
 //! store.
 
 use std::io::{IsTerminal as _, Write as _};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use obauth_blocking::core::OsRandom;
@@ -80,6 +82,13 @@ pub(crate) fn run(connect: Connect<'_>, args: &ConnectArgs) -> Result<(), Connec
         }
     };
     let scopes = Scopes::parse(&args.scope);
+    if saving.is_some() && !args.scope.split_whitespace().any(|s| s == "offline_access") {
+        return Err(ConnectError::Usage(
+            "--connection saves the connection's refresh token, which only the \
+             offline_access scope gives: add it to --scope (or use --print-tokens alone)"
+                .into(),
+        ));
+    }
     let pkce = Pkce::generate(&mut OsRandom)?;
     let state = new_state(&mut OsRandom).map_err(obauth_blocking::Error::from)?;
     let mut listener = RedirectListener::bind(&args.redirect_uri, &state)?;
@@ -111,10 +120,11 @@ pub(crate) fn run(connect: Connect<'_>, args: &ConnectArgs) -> Result<(), Connec
     if !args.no_browser {
         open_browser(&link);
     }
-    let canceller = listener.canceller();
-    cancel_on_ctrl_c(canceller);
+    let waiting = Arc::new(AtomicBool::new(true));
+    cancel_on_ctrl_c(listener.canceller(), Arc::clone(&waiting));
     let waited = Duration::from_secs_f64(args.wait);
     let callback = wait(&mut listener, &redirect_uri, waited)?;
+    waiting.store(false, Ordering::SeqCst);
 
     let requested_at = SystemTime::now();
     let response = connect.client.exchange_code(
@@ -153,6 +163,7 @@ fn wait(
     let live = std::io::stderr().is_terminal();
     let deadline = Instant::now() + waited;
     let mut next_plain = Instant::now();
+    let mut refusals_shown = 0;
     let outcome = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -170,7 +181,17 @@ fn wait(
             complain!("obauth: {shown}");
             next_plain = Instant::now() + PLAIN_STATUS_EVERY;
         }
-        match listener.wait(left.min(Duration::from_secs(1))) {
+        let outcome = listener.wait(left.min(Duration::from_secs(1)));
+        for refused in &listener.refused()[refusals_shown..] {
+            if live {
+                let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+            }
+            complain!(
+                "obauth: refused a redirect that is not this sign-in's ({refused}); still waiting"
+            );
+        }
+        refusals_shown = listener.refused().len();
+        match outcome {
             Err(ReceiveError::TimedOut { .. }) => {}
             outcome => break outcome,
         }
@@ -193,11 +214,25 @@ fn minutes(left: Duration) -> String {
     }
 }
 
-/// Ctrl-C ends the wait (and the listener with it, freeing the port) instead of killing
-/// the process mid-way. Installed once per process; if it cannot be, Ctrl-C still ends
-/// the program, and the port is freed with it.
-fn cancel_on_ctrl_c(canceller: Canceller) {
-    let _ = ctrlc::set_handler(move || canceller.cancel());
+/// While waiting, Ctrl-C ends the wait (and the listener with it, freeing the port)
+/// instead of killing the process mid-way. Once the redirect has come, the exchange and
+/// the save are let finish (they end within --timeout): a first Ctrl-C says so, a second
+/// one abandons them. Installed once per process; if it cannot be, Ctrl-C ends the program
+/// as usual, and the port is freed with it.
+fn cancel_on_ctrl_c(canceller: Canceller, waiting: Arc<AtomicBool>) {
+    let pressed = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(move || {
+        if waiting.load(Ordering::SeqCst) {
+            canceller.cancel();
+        } else if pressed.swap(true, Ordering::SeqCst) {
+            complain!("obauth: abandoned: the code may have been spent without saving tokens");
+            std::process::exit(130);
+        } else {
+            complain!(
+                "obauth: saving the connection the bank just granted (Ctrl-C again abandons it)"
+            );
+        }
+    });
 }
 
 /// Opens the system browser where there is one to open; otherwise the printed link is
@@ -217,6 +252,17 @@ fn open_browser(link: &str) {
     }
 }
 
+/// When a token asked for at `requested_at` and living `expires_in` seconds expires, as a
+/// date; a lifetime too long to show as one (a server's `expires_in` can be anything, and
+/// HTTP dates stop at the year 9999) is shown in seconds, never a panic.
+fn expiry_text(requested_at: SystemTime, expires_in: u64) -> String {
+    const SHOWN_AS_DATE: u64 = 100 * 365 * 24 * 3600;
+    requested_at
+        .checked_add(Duration::from_secs(expires_in))
+        .filter(|_| expires_in <= SHOWN_AS_DATE)
+        .map_or_else(|| format!("in {expires_in} s"), httpdate::fmt_http_date)
+}
+
 /// What was saved, and when the access token expires; tokens only with --print-tokens.
 fn report(
     output: Output,
@@ -225,8 +271,7 @@ fn report(
     requested_at: SystemTime,
     print_tokens: bool,
 ) {
-    let expires_at = requested_at + Duration::from_secs(response.expires_in);
-    let expires_at_text = httpdate::fmt_http_date(expires_at);
+    let expires_at_text = expiry_text(requested_at, response.expires_in);
     let scope = response.scope.as_ref().map(ToString::to_string);
     match output {
         Output::Json => {
@@ -278,5 +323,30 @@ fn report(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{expiry_text, minutes};
+
+    #[test]
+    fn any_lifetime_a_server_sends_is_shown_without_a_panic() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(expiry_text(at, 3600), "Tue, 14 Nov 2023 23:13:20 GMT");
+        assert_eq!(expiry_text(at, u64::MAX), format!("in {} s", u64::MAX));
+        assert_eq!(
+            expiry_text(at, 200 * 365 * 24 * 3600),
+            format!("in {} s", 200u64 * 365 * 24 * 3600)
+        );
+    }
+
+    #[test]
+    fn time_left_reads_as_minutes_and_seconds() {
+        assert_eq!(minutes(Duration::from_millis(59_001)), "1:00");
+        assert_eq!(minutes(Duration::from_secs(59)), "59s");
+        assert_eq!(minutes(Duration::from_secs(245)), "4:05");
     }
 }

@@ -21,14 +21,17 @@ pub(crate) enum Failure {
     /// A run that did not succeed for another reason (a demo step): exit 3.
     Failed(String),
     /// `connect` did not get a code: the dialog's refusal (exit 1), a port in use or a
-    /// redirect URI that is not loopback (2), a redirect that does not belong to this
-    /// sign-in or no redirect in time (3), Ctrl-C (130).
-    Receive(ReceiveError),
+    /// redirect URI that is not loopback (2), a redirect without a code or none in time
+    /// (3), Ctrl-C (130).
+    Receive { error: ReceiveError, json: bool },
 }
 
 impl Failure {
-    pub(crate) fn from_receive(error: ReceiveError) -> Self {
-        Failure::Receive(error)
+    pub(crate) fn from_receive(error: ReceiveError, output: Output) -> Self {
+        Failure::Receive {
+            error,
+            json: output == Output::Json,
+        }
     }
 
     pub(crate) fn exit_code(&self) -> u8 {
@@ -36,7 +39,7 @@ impl Failure {
             Failure::Api { .. } => 1,
             Failure::Usage(_) => 2,
             Failure::Other(_) | Failure::Failed(_) => 3,
-            Failure::Receive(error) => match error {
+            Failure::Receive { error, .. } => match error {
                 ReceiveError::Callback(CallbackError::Denied { .. }) => 1,
                 ReceiveError::InvalidRedirectUri(_)
                 | ReceiveError::AddressInUse { .. }
@@ -60,14 +63,19 @@ impl Failure {
             }
             Failure::Other(error) => complain!("obauth: {}", escaped(&error.to_string())),
             Failure::Failed(message) => complain!("obauth: {}", escaped(message)),
-            Failure::Receive(ReceiveError::Cancelled) => {
-                complain!("obauth: cancelled: nothing was connected, and the port is free again");
-            }
-            Failure::Receive(error) => {
-                complain!(
-                    "obauth: nothing was connected: {}",
-                    escaped(&error.to_string())
-                );
+            Failure::Receive { error, json } => {
+                match error {
+                    ReceiveError::Cancelled => complain!(
+                        "obauth: cancelled: nothing was connected, and the port is free again"
+                    ),
+                    error => complain!(
+                        "obauth: nothing was connected: {}",
+                        escaped(&error.to_string())
+                    ),
+                }
+                if *json {
+                    say!("{}", receive_error_json(error));
+                }
             }
         }
     }
@@ -91,6 +99,32 @@ impl Failure {
                 Failure::Usage(store.to_string())
             }
             other => Failure::Other(other),
+        }
+    }
+}
+
+/// The error object `--output json` prints when `connect` got no code: the dialog's error
+/// as it sent it, or what went wrong locally.
+fn receive_error_json(error: &ReceiveError) -> serde_json::Value {
+    match error {
+        ReceiveError::Callback(CallbackError::Denied { code, description }) => {
+            let mut value = json!({ "error": code.as_str() });
+            if let Some(description) = description {
+                value["error_description"] = description.as_str().into();
+            }
+            value
+        }
+        other => {
+            let kind = match other {
+                ReceiveError::InvalidRedirectUri(_) => "invalid_redirect_uri",
+                ReceiveError::AddressInUse { .. } => "address_in_use",
+                ReceiveError::Bind { .. } => "bind_failed",
+                ReceiveError::TimedOut { .. } => "timed_out",
+                ReceiveError::Cancelled => "cancelled",
+                ReceiveError::Callback(_) => "invalid_callback",
+                _ => "receive_failed",
+            };
+            json!({ "error": kind, "error_description": other.to_string() })
         }
     }
 }

@@ -88,7 +88,7 @@ impl Problem {
         match self {
             Problem::Usage(message) => Failure::Usage(message),
             Problem::Call(error) => Failure::from_error(error, output),
-            Problem::Receive(error) => Failure::from_receive(error),
+            Problem::Receive(error) => Failure::from_receive(error, output),
         }
     }
 }

@@ -153,7 +153,7 @@ async fn click_through(
     extra: &[&str],
     button: &str,
     name: &str,
-) -> (common::Ended, String, String) {
+) -> (common::Ended, String, String, String) {
     let mut args = vec![
         "--scope",
         "info accounts offline_access",
@@ -178,13 +178,14 @@ async fn click_through(
         .await
         .unwrap();
     arrive(browser, &connecting.redirect_uri).await;
+    let landed = browser.current_url().await.unwrap();
     let heading = text(browser, "h1").await;
     let message = text(browser, "#message").await;
     screenshot(browser, &format!("{name}-landing")).await;
     let ended = tokio::task::spawn_blocking(move || connecting.finish())
         .await
         .unwrap();
-    (ended, heading, message)
+    (ended, heading, message, landed.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +197,7 @@ async fn connect_in_headless_chromium_allow_deny_and_form_post() {
     let store = dir.store();
 
     // Allow: the CLI saves a connection that works.
-    let (ended, heading, message) = click_through(
+    let (ended, heading, message, landed) = click_through(
         &browser,
         &mock,
         &store,
@@ -208,6 +209,8 @@ async fn connect_in_headless_chromium_allow_deny_and_form_post() {
     assert!(ended.status.success(), "{}\n{}", ended.stdout, ended.stderr);
     assert_eq!(heading, "Signed in");
     assert!(message.contains("You can close this tab"), "{message}");
+    // response_mode=query: the code came in the address.
+    assert!(landed.contains("code="), "{landed}");
     assert!(
         ended.stdout.contains("connected: alice"),
         "{}",
@@ -238,7 +241,7 @@ async fn connect_in_headless_chromium_allow_deny_and_form_post() {
 
     // Deny: the typed error and its exit code; nothing exchanged.
     let exchanges = mock.requests(obauth_mock::Endpoint::TrueLayerToken);
-    let (ended, heading, message) = click_through(
+    let (ended, heading, message, _) = click_through(
         &browser,
         &mock,
         &store,
@@ -257,7 +260,7 @@ async fn connect_in_headless_chromium_allow_deny_and_form_post() {
     );
 
     // form_post: the mock's auto-submitting form posts the code to the listener.
-    let (ended, heading, _) = click_through(
+    let (ended, heading, _, landed) = click_through(
         &browser,
         &mock,
         &store,
@@ -272,6 +275,11 @@ async fn connect_in_headless_chromium_allow_deny_and_form_post() {
         ended.stdout.contains("connected: carol"),
         "{}",
         ended.stdout
+    );
+    // Posted by the mock's form, not redirected: nothing in the address.
+    assert!(
+        landed.ends_with("/callback") && !landed.contains("code="),
+        "{landed}"
     );
 
     browser.close().await.unwrap();

@@ -41,10 +41,11 @@ fn browser_follows(redirect: &str) -> obauth_test_peers::PageAnswer {
 fn connect_saves_a_working_connection_and_prints_no_secret() {
     let dir = TempDir::new("ok");
     let mock = MockServer::start();
+    // -vv: the exchange's span and events reach stderr too, and must show no secret.
     let connecting = start_connect(
         &mock,
         &dir.store(),
-        &connect_args(&["--connection", "alice"]),
+        &connect_args(&["--connection", "alice", "-vv"]),
     );
     assert!(
         connecting.link.contains("code_challenge="),
@@ -73,6 +74,11 @@ fn connect_saves_a_working_connection_and_prints_no_secret() {
         ended.stdout.contains("access token expires:"),
         "{}",
         ended.stdout
+    );
+    assert!(
+        ended.stderr.contains("obauth.call{operation="),
+        "{}",
+        ended.stderr
     );
     for text in [&ended.stdout, &ended.stderr] {
         assert!(
@@ -162,7 +168,7 @@ fn a_denial_is_exit_1_with_the_dialogs_error() {
     let connecting = start_connect(
         &mock,
         &dir.store(),
-        &connect_args(&["--connection", "carol"]),
+        &connect_args(&["--connection", "carol", "--output", "json"]),
     );
     let page = browser_follows(&mock.deny(&connecting.link).unwrap());
     assert!(page.body.contains("access_denied"), "{}", page.body);
@@ -175,11 +181,13 @@ fn a_denial_is_exit_1_with_the_dialogs_error() {
         "{}",
         ended.stderr
     );
+    let json: serde_json::Value = serde_json::from_str(&ended.stdout).unwrap();
+    assert_eq!(json["error"], "access_denied");
     assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
 }
 
 #[test]
-fn a_redirect_with_another_state_is_refused_exit_3() {
+fn a_redirect_with_another_state_is_refused_and_the_real_one_still_connects() {
     let dir = TempDir::new("state");
     let mock = MockServer::start();
     let connecting = start_connect(
@@ -194,14 +202,52 @@ fn a_redirect_with_another_state_is_refused_exit_3() {
     let page = browser_follows(&forged);
     assert_eq!(page.status, 400);
     assert!(page.body.contains("does not match"));
+    assert!(page.body.contains("still waiting"));
+    // The person's own redirect, after the forged one, still connects.
+    assert_eq!(
+        browser_follows(&mock.approve(&connecting.link).unwrap()).status,
+        200
+    );
     let ended = connecting.finish();
-    assert_eq!(ended.status.code(), Some(3), "{}", ended.stderr);
+    assert!(ended.status.success(), "{}", ended.stderr);
     assert!(
-        ended.stderr.contains("state is missing or does not match"),
+        ended.stderr.contains(
+            "refused a redirect that is not this sign-in's (authorization redirect: state is \
+             missing or does not match); still waiting"
+        ),
         "{}",
         ended.stderr
     );
-    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 0);
+    assert!(!ended.stderr.contains("tl-code-forged"), "{}", ended.stderr);
+    assert!(ended.stdout.contains("connected: dave"), "{}", ended.stdout);
+    // Only the real code was exchanged.
+    assert_eq!(mock.requests(obauth_mock::Endpoint::TrueLayerToken), 1);
+}
+
+#[test]
+fn a_callback_with_the_right_state_and_no_code_is_exit_3() {
+    let dir = TempDir::new("nocode");
+    let mock = MockServer::start();
+    let connecting = start_connect(
+        &mock,
+        &dir.store(),
+        &connect_args(&["--connection", "ned", "--output", "json"]),
+    );
+    let back = mock.approve(&connecting.link).unwrap();
+    let state = back
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let page = browser_follows(&format!("{}?state={state}", connecting.redirect_uri));
+    assert_eq!(page.status, 400);
+    let ended = connecting.finish();
+    assert_eq!(ended.status.code(), Some(3), "{}", ended.stderr);
+    assert!(ended.stderr.contains("missing `code`"), "{}", ended.stderr);
+    let json: serde_json::Value = serde_json::from_str(&ended.stdout).unwrap();
+    assert_eq!(json["error"], "invalid_callback");
 }
 
 #[test]
@@ -221,7 +267,11 @@ fn no_redirect_in_time_is_exit_3_naming_the_wait() {
         "{}",
         ended.stderr
     );
-    assert!(started.elapsed() < Duration::from_secs(20));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(20),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
@@ -298,6 +348,30 @@ fn where_the_tokens_go_is_settled_before_the_browser() {
     .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("plain http://"));
+    // A saved connection is its refresh token: without offline_access there is none, and
+    // the person would have consented for nothing.
+    let dir = TempDir::new("offline");
+    let output = obauth(
+        &mock,
+        &dir.store(),
+        &[
+            "truelayer",
+            "connect",
+            "--no-browser",
+            "--scope",
+            "info accounts",
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+            "--connection",
+            "i",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("offline_access"), "{stderr}");
+    assert!(!stderr.contains("open this link"), "{stderr}");
 }
 
 #[cfg(unix)]

@@ -12,9 +12,12 @@
 //! * the callback is read with the dialog's parser ([`super::auth_dialog::parse_callback`]),
 //!   from the query (`response_mode=query`) or from a posted form (`form_post`); `state` is
 //!   checked in constant time;
-//! * exactly one callback ends the wait, whatever it holds: a code, the dialog's error
-//!   (`access_denied`, …), a wrong `state` or a missing `code`. After that, a replay of the
-//!   same callback or any other one is refused (`409`), and the first outcome stands;
+//! * a callback whose `state` is missing or wrong (or that repeats a parameter) cannot be
+//!   this sign-in's: it is refused (`400`, [`Event::Refused`]) and the wait goes on, so a
+//!   stray or hostile request cannot end the sign-in before the real redirect arrives;
+//! * exactly one callback with the right `state` ends the wait, whatever it holds: a code,
+//!   the dialog's error (`access_denied`, …) or no code. After that, a replay of the same
+//!   callback or any other one is refused (`409`), and the first outcome stands;
 //! * every answer is a short page that says what happened and that the tab can be closed;
 //!   no page shows the code, and none can be cached or leak the address through `Referer`.
 //!
@@ -60,10 +63,12 @@ const MAX_HEADERS: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoopbackRedirect {
     host: LoopbackHost,
+    /// The host as written (`LocalHost` stays `LocalHost`).
+    host_text: String,
     port: Option<u16>,
     path: String,
-    /// The path and query as written, appended to the authority.
-    path_and_query: String,
+    /// What follows the authority, as written (possibly nothing).
+    rest: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,15 +143,16 @@ impl LoopbackRedirect {
             }
         };
         let path = uri.path().to_owned();
-        let path_and_query = match uri.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path.clone(),
-        };
+        // The URI sent to the server must be the one allow-listed, character for character:
+        // what follows the authority is kept as written.
+        let after_scheme = &redirect_uri["http://".len()..];
+        let rest = after_scheme[authority.as_str().len()..].to_owned();
         Ok(Self {
             host,
+            host_text: host_text.to_owned(),
             port,
             path,
-            path_and_query,
+            rest,
         })
     }
 
@@ -179,15 +185,7 @@ impl LoopbackRedirect {
     /// The redirect URI to send to the server once `port` is bound: the URI as written,
     /// with the port.
     pub fn redirect_uri(&self, port: u16) -> String {
-        format!("http://{}:{port}{}", self.host_text(), self.path_and_query)
-    }
-
-    fn host_text(&self) -> String {
-        match self.host {
-            LoopbackHost::V4(ip) => ip.to_string(),
-            LoopbackHost::V6 => "[::1]".to_owned(),
-            LoopbackHost::Localhost => "localhost".to_owned(),
-        }
+        format!("http://{}:{port}{}", self.host_text, self.rest)
     }
 }
 
@@ -248,9 +246,18 @@ impl fmt::Display for ReadError {
 impl std::error::Error for ReadError {}
 
 /// Gathers one HTTP/1.x request from a connection's bytes, bounded in size.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RequestReader {
     buffer: Vec<u8>,
+}
+
+impl fmt::Debug for RequestReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The bytes are a callback: the code and `state` (and a form_post `id_token`).
+        f.debug_struct("RequestReader")
+            .field("buffered", &self.buffer.len())
+            .finish()
+    }
 }
 
 impl RequestReader {
@@ -332,8 +339,10 @@ pub enum Event {
     Ignored,
     /// The callback, with what it carried: the wait is over.
     Received(Result<AuthorizationCallback, CallbackError>),
-    /// A callback after the wait was over ([`CallbackError::Replayed`] or
-    /// [`CallbackError::AlreadyFinished`]): refused; the first outcome stands.
+    /// A callback refused: before the wait is over, one that cannot be this sign-in's
+    /// ([`CallbackError::StateMismatch`], [`CallbackError::DuplicateParameter`]), and the wait
+    /// goes on; after it, any ([`CallbackError::Replayed`],
+    /// [`CallbackError::AlreadyFinished`]), and the first outcome stands.
     Refused(CallbackError),
 }
 
@@ -412,9 +421,13 @@ impl RedirectReceiver {
                 "Nothing here: obauth is waiting for the sign-in response on another path.",
             ));
         }
+        // `?` first: the dialog parser reads what follows the first `?`, and a value may hold
+        // a `?` of its own (an `error_description` asking a question).
         let input = match *request.method() {
-            Method::GET => request.uri().query().unwrap_or_default().to_owned(),
-            Method::POST if is_form(request) => String::from_utf8_lossy(request.body()).into(),
+            Method::GET => format!("?{}", request.uri().query().unwrap_or_default()),
+            Method::POST if is_form(request) => {
+                format!("?{}", String::from_utf8_lossy(request.body()))
+            }
             Method::POST => {
                 return ignored(page(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -459,11 +472,32 @@ impl RedirectReceiver {
                 event: Event::Refused(error),
             };
         }
-        self.finished = Some(Finished { digest });
         let outcome = match &self.expected_issuer {
             Some(issuer) => parse_callback_with_issuer(&input, &self.expected_state, issuer),
             None => parse_callback(&input, &self.expected_state),
         };
+        // Without the right `state` nothing says the request is this sign-in's: anyone who
+        // can reach the port could send it. Refused, and the wait goes on.
+        if let Err(error @ (CallbackError::StateMismatch | CallbackError::DuplicateParameter(_))) =
+            outcome
+        {
+            let text = match error {
+                CallbackError::StateMismatch => {
+                    "This response does not belong to the sign-in obauth started (its state \
+                     does not match), so it was refused. obauth is still waiting for the \
+                     right one."
+                }
+                _ => {
+                    "This response repeats a parameter, so it was refused. obauth is still \
+                     waiting for the sign-in response."
+                }
+            };
+            return Reply {
+                response: page(StatusCode::BAD_REQUEST, "Sign-in refused", text),
+                event: Event::Refused(error),
+            };
+        }
+        self.finished = Some(Finished { digest });
         let response = match &outcome {
             Ok(_) => page(
                 StatusCode::OK,
@@ -481,12 +515,6 @@ impl RedirectReceiver {
                 text.push_str(". Return to the terminal; you can close this tab.");
                 page(StatusCode::OK, "Not connected", &text)
             }
-            Err(CallbackError::StateMismatch) => page(
-                StatusCode::BAD_REQUEST,
-                "Sign-in refused",
-                "This response does not belong to the sign-in obauth started (its state does \
-                 not match), so it was refused. Start again from the terminal.",
-            ),
             Err(error) => page(
                 StatusCode::BAD_REQUEST,
                 "Sign-in failed",
@@ -507,8 +535,10 @@ impl RedirectReceiver {
         let Some(host) = request.headers().get(HOST).and_then(|h| h.to_str().ok()) else {
             return false;
         };
-        let Some((name, port)) = host.rsplit_once(':') else {
-            return false;
+        // `name[:port]`, the name possibly `[::1]`; no port is http's 80.
+        let (name, port) = match host.rfind(':') {
+            Some(colon) if !host[colon..].contains(']') => (&host[..colon], &host[colon + 1..]),
+            _ => (host, "80"),
         };
         let loopback_name = name.eq_ignore_ascii_case("localhost")
             || name == "[::1]"

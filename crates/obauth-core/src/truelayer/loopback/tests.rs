@@ -46,6 +46,10 @@ fn loopback_redirect_uris_are_checked_and_keep_their_path_and_query() {
         redirect.redirect_uri(8080),
         "http://127.0.0.1:8080/cb?tenant=a"
     );
+    // Sent as written, for a server that compares character by character.
+    let bare = LoopbackRedirect::parse("http://LocalHost:3000").unwrap();
+    assert_eq!(bare.redirect_uri(3000), "http://LocalHost:3000");
+    assert_eq!(bare.path(), "/");
 
     // No port: any free one (RFC 8252 §7.3), and the URI sent names the one bound.
     let any = LoopbackRedirect::parse("http://127.0.0.1/callback").unwrap();
@@ -63,7 +67,7 @@ fn loopback_redirect_uris_are_checked_and_keep_their_path_and_query() {
     );
     assert_eq!(
         localhost.redirect_uri(9000),
-        "http://localhost:9000/callback"
+        "http://LocalHost:9000/callback"
     );
     let v6 = LoopbackRedirect::parse("http://[::1]:9000/").unwrap();
     assert_eq!(
@@ -222,22 +226,97 @@ fn a_denial_ends_the_wait_with_the_dialogs_error_and_the_page_says_so() {
 }
 
 #[test]
-fn a_wrong_or_missing_state_ends_the_wait_as_a_mismatch_and_the_page_says_so() {
-    for query in ["code=c-1&state=other", "code=c-1", "", "code=c-1&state="] {
-        let mut receiver = receiver();
+fn a_wrong_or_missing_state_is_refused_and_the_wait_goes_on_for_the_right_one() {
+    let mut receiver = receiver();
+    for query in [
+        "code=c-1&state=other",
+        "code=c-1",
+        "",
+        "code=c-1&state=",
+        "error=access_denied&state=other",
+        "code=c-1&state=st-1&state=st-1",
+    ] {
         let reply = receiver.respond(&get(&format!("/callback?{query}")));
         assert_eq!(reply.response.status(), StatusCode::BAD_REQUEST, "{query}");
         assert!(
             matches!(
                 reply.event,
-                Event::Received(Err(CallbackError::StateMismatch))
+                Event::Refused(CallbackError::StateMismatch | CallbackError::DuplicateParameter(_))
             ),
             "{query}: {:?}",
             reply.event
         );
-        assert!(text(&reply).contains("does not match"), "{query}");
-        assert!(receiver.is_finished());
+        let page = text(&reply);
+        assert!(page.contains("still waiting"), "{query}: {page}");
+        assert!(!receiver.is_finished(), "{query} ended the wait");
     }
+    assert!(text(&receiver.respond(&get("/callback?state=x"))).contains("does not match"));
+    let real = receiver.respond(&get("/callback?code=c-real&state=st-1"));
+    let Event::Received(Ok(callback)) = &real.event else {
+        panic!("{:?}", real.event)
+    };
+    assert_eq!(callback.code.expose_secret(), "c-real");
+}
+
+#[test]
+fn a_question_mark_inside_a_value_is_part_of_the_value() {
+    let mut receiver = receiver();
+    let reply = receiver.respond(&get(
+        "/callback?error=access_denied&error_description=why?&state=st-1",
+    ));
+    let Event::Received(Err(CallbackError::Denied { description, .. })) = &reply.event else {
+        panic!("{:?}", reply.event)
+    };
+    assert_eq!(description.as_deref(), Some("why?"));
+    let mut receiver = self::receiver();
+    let reply = receiver.respond(&post_form("/callback", "code=c?1&state=st-1"));
+    let Event::Received(Ok(callback)) = &reply.event else {
+        panic!("{:?}", reply.event)
+    };
+    assert_eq!(callback.code.expose_secret(), "c?1");
+}
+
+#[test]
+fn a_host_without_a_port_is_port_80() {
+    let redirect = LoopbackRedirect::parse("http://localhost:80/callback").unwrap();
+    let mut receiver = RedirectReceiver::new(&redirect, 80, "st-1");
+    for host in ["localhost", "127.0.0.1", "[::1]"] {
+        let request = Request::get("/favicon.ico")
+            .header("host", host)
+            .body(Vec::new())
+            .unwrap();
+        assert_eq!(
+            receiver.respond(&request).response.status(),
+            StatusCode::NOT_FOUND,
+            "{host}"
+        );
+    }
+    let request = Request::get("/callback?code=c&state=st-1")
+        .header("host", "[::1]")
+        .body(Vec::new())
+        .unwrap();
+    assert!(matches!(
+        receiver.respond(&request).event,
+        Event::Received(Ok(_))
+    ));
+    // On another port, a portless Host is not ours.
+    let mut receiver = self::receiver();
+    let request = Request::get("/callback?code=c&state=st-1")
+        .header("host", "127.0.0.1")
+        .body(Vec::new())
+        .unwrap();
+    assert!(matches!(receiver.respond(&request).event, Event::Ignored));
+}
+
+#[test]
+fn the_reader_never_shows_what_it_holds() {
+    let mut reader = RequestReader::new();
+    reader
+        .push(b"GET /callback?code=c-secret&state=st-1 HTTP/1.1\r\n")
+        .unwrap();
+    let shown = format!("{reader:?}");
+    assert!(!shown.contains("c-secret"), "{shown}");
+    assert!(shown.contains("buffered"), "{shown}");
 }
 
 #[test]
