@@ -61,8 +61,6 @@ pub(crate) fn run(connect: Connect<'_>, args: &ConnectArgs) -> Result<(), Connec
         ));
     }
     // Where the tokens go is settled before anyone is sent to a browser.
-    // Once the redirect has come, Ctrl-C no longer cancels: the exchange and the save finish
-    // (within --timeout), so that tokens the server issued are not dropped half-way.
     let saving = match (&args.connection, &connect.store) {
         (Some(name), Some(store)) => Some((name.clone(), std::sync::Arc::clone(store))),
         (Some(_), None) => {
@@ -120,6 +118,8 @@ pub(crate) fn run(connect: Connect<'_>, args: &ConnectArgs) -> Result<(), Connec
     if !args.no_browser {
         open_browser(&link);
     }
+    // Once the redirect has come, Ctrl-C no longer cancels: the exchange and the save finish
+    // (within --timeout), so that tokens the server issued are not dropped half-way.
     let waiting = Arc::new(AtomicBool::new(true));
     cancel_on_ctrl_c(listener.canceller(), Arc::clone(&waiting));
     let waited = Duration::from_secs_f64(args.wait);
