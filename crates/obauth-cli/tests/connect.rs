@@ -418,3 +418,48 @@ fn completions_are_printed_for_each_shell() {
         assert!(text.contains("connect"), "{shell} completes no `connect`");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn on_a_terminal_the_wait_is_one_live_line_counting_down() {
+    // `script` (util-linux) runs connect on a pseudo-terminal and copies what it shows.
+    let dir = TempDir::new("tty");
+    let mock = MockServer::start();
+    let command = format!(
+        "{} --base-url {} --token-store {} truelayer connect --no-browser --scope 'info \
+         offline_access' --redirect-uri http://127.0.0.1/callback --connection tty --wait 3",
+        env!("CARGO_BIN_EXE_obauth"),
+        mock.base_url(),
+        dir.store(),
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("OBAUTH_CLIENT_ID", obauth_mock::TRUELAYER_CLIENT_ID)
+        .env("OBAUTH_CLIENT_SECRET", obauth_mock::TRUELAYER_CLIENT_SECRET)
+        .env_remove("OBAUTH_TOKEN_STORE")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("BROWSER")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{shown}");
+    // The line is redrawn in place (carriage return, erase line), counting down.
+    assert!(
+        shown.contains("\r\x1b[2Kwaiting for the redirect on http://127.0.0.1:"),
+        "{shown:?}"
+    );
+    for left in ["3s left; Ctrl-C cancels", "2s left", "1s left"] {
+        assert!(shown.contains(left), "{left}: {shown:?}");
+    }
+    // Not one plain line per tick.
+    assert!(
+        !shown.contains("obauth: waiting for the redirect"),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("no redirect came back from the dialog within 3s"),
+        "{shown:?}"
+    );
+}
