@@ -44,8 +44,28 @@ const MAX_CONNECTIONS: usize = 32;
 
 enum Message {
     Outcome(Result<AuthorizationCallback, obauth_core::CallbackError>),
-    Refused(obauth_core::CallbackError),
     Cancelled,
+}
+
+/// Refused callbacks kept for [`RedirectListener::refused`]; any beyond are not recorded
+/// (a flood of forged redirects costs no memory).
+const MAX_REFUSED: usize = 64;
+
+/// Records a refusal made while waiting (one that cannot be this sign-in's).
+fn record_refusal(
+    refused: &Mutex<Vec<obauth_core::CallbackError>>,
+    error: obauth_core::CallbackError,
+) {
+    use obauth_core::CallbackError;
+    if matches!(
+        error,
+        CallbackError::StateMismatch | CallbackError::DuplicateParameter(_)
+    ) {
+        let mut refused = refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused.len() < MAX_REFUSED {
+            refused.push(error);
+        }
+    }
 }
 
 /// Ends a [`RedirectListener::wait`] in progress (or the next one) with
@@ -68,7 +88,7 @@ pub struct RedirectListener {
     sender: mpsc::UnboundedSender<Message>,
     accepting: Vec<JoinHandle<()>>,
     taken: bool,
-    refused: Vec<obauth_core::CallbackError>,
+    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
 }
 
 impl std::fmt::Debug for RedirectListener {
@@ -119,6 +139,7 @@ impl RedirectListener {
             expected_state,
         )));
         let (sender, messages) = mpsc::unbounded_channel();
+        let refused = Arc::new(Mutex::new(Vec::new()));
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let accepting = listeners
             .into_iter()
@@ -127,6 +148,7 @@ impl RedirectListener {
                     listener,
                     Arc::clone(&receiver),
                     sender.clone(),
+                    Arc::clone(&refused),
                     Arc::clone(&slots),
                 ))
             })
@@ -138,7 +160,7 @@ impl RedirectListener {
             sender,
             accepting,
             taken: false,
-            refused: Vec::new(),
+            refused,
         })
     }
 
@@ -153,10 +175,14 @@ impl RedirectListener {
         &self.local_addrs
     }
 
-    /// The callbacks refused so far while waiting: those that could not be this sign-in's
-    /// (a `state` that does not match, a repeated parameter). The wait went on after each.
-    pub fn refused(&self) -> &[obauth_core::CallbackError] {
-        &self.refused
+    /// The callbacks refused so far while waiting (the first 64): those that could not be
+    /// this sign-in's (a `state` that does not match, a repeated parameter). The wait went
+    /// on after each.
+    pub fn refused(&self) -> Vec<obauth_core::CallbackError> {
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A handle that cancels the wait from elsewhere.
@@ -171,20 +197,16 @@ impl RedirectListener {
         if self.taken {
             return Err(ReceiveError::AlreadyTaken);
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        let message = loop {
-            match tokio::time::timeout_at(deadline, self.messages.recv()).await {
-                Ok(Some(Message::Refused(error))) => self.refused.push(error),
-                Ok(Some(message)) => break message,
-                Err(_) => return Err(ReceiveError::TimedOut { waited: timeout }),
-                // The listener holds a sender itself: never closed while it lives.
-                Ok(None) => break Message::Cancelled,
-            }
+        let message = match tokio::time::timeout(timeout, self.messages.recv()).await {
+            Ok(Some(message)) => message,
+            Err(_) => return Err(ReceiveError::TimedOut { waited: timeout }),
+            // The listener holds a sender itself: never closed while it lives.
+            Ok(None) => Message::Cancelled,
         };
         self.taken = true;
         match message {
             Message::Outcome(outcome) => outcome.map_err(ReceiveError::Callback),
-            Message::Refused(_) | Message::Cancelled => Err(ReceiveError::Cancelled),
+            Message::Cancelled => Err(ReceiveError::Cancelled),
         }
     }
 }
@@ -202,6 +224,7 @@ async fn accept(
     listener: TcpListener,
     receiver: Arc<Mutex<RedirectReceiver>>,
     sender: mpsc::UnboundedSender<Message>,
+    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
     slots: Arc<Semaphore>,
 ) {
     loop {
@@ -216,8 +239,9 @@ async fn accept(
         };
         let receiver = Arc::clone(&receiver);
         let sender = sender.clone();
+        let refused = Arc::clone(&refused);
         tokio::spawn(async move {
-            connection(stream, &receiver, &sender).await;
+            connection(stream, &receiver, &sender, &refused).await;
             drop(slot);
         });
     }
@@ -228,6 +252,7 @@ async fn connection(
     mut stream: TcpStream,
     receiver: &Mutex<RedirectReceiver>,
     sender: &mpsc::UnboundedSender<Message>,
+    refused: &Mutex<Vec<obauth_core::CallbackError>>,
 ) {
     // One deadline for the whole request, not one per read.
     let deadline = tokio::time::Instant::now() + CONNECTION_TIMEOUT;
@@ -269,9 +294,7 @@ async fn connection(
         Some(Event::Received(outcome)) => {
             let _ = sender.send(Message::Outcome(outcome));
         }
-        Some(Event::Refused(error)) => {
-            let _ = sender.send(Message::Refused(error));
-        }
+        Some(Event::Refused(error)) => record_refusal(refused, error),
         _ => {}
     }
 }

@@ -77,7 +77,7 @@ fn a_state_mismatch_is_refused_with_a_page_and_the_wait_goes_on_for_the_real_one
         listener.wait(Duration::from_millis(300)),
         Err(ReceiveError::TimedOut { .. })
     ));
-    assert_eq!(listener.refused(), &[CallbackError::StateMismatch]);
+    assert_eq!(listener.refused(), vec![CallbackError::StateMismatch]);
     assert_eq!(
         get(&listener, "/callback?code=c-real&state=st-1").status,
         200
@@ -299,4 +299,16 @@ fn a_client_that_trickles_its_request_is_cut_off_at_the_connection_limit() {
     // The listener still serves the real callback.
     assert_eq!(get(&listener, "/callback?code=c-1&state=st-1").status, 200);
     assert_eq!(listener.wait(WAIT).unwrap().code.expose_secret(), "c-1");
+}
+
+#[test]
+fn a_flood_of_forged_redirects_is_recorded_up_to_a_bound_and_ends_nothing() {
+    let mut listener = any_port();
+    for n in 0..80 {
+        let page = get(&listener, &format!("/callback?code=c-{n}&state=forged-{n}"));
+        assert_eq!(page.status, 400);
+    }
+    assert_eq!(listener.refused().len(), 64);
+    assert_eq!(get(&listener, "/callback?code=c-real&state=st-1").status, 200);
+    assert_eq!(listener.wait(WAIT).unwrap().code.expose_secret(), "c-real");
 }

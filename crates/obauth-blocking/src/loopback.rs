@@ -42,8 +42,28 @@ const MAX_CONNECTIONS: usize = 32;
 
 enum Message {
     Outcome(Result<AuthorizationCallback, obauth_core::CallbackError>),
-    Refused(obauth_core::CallbackError),
     Cancelled,
+}
+
+/// Refused callbacks kept for [`RedirectListener::refused`]; any beyond are not recorded
+/// (a flood of forged redirects costs no memory).
+const MAX_REFUSED: usize = 64;
+
+/// Records a refusal made while waiting (one that cannot be this sign-in's).
+fn record_refusal(
+    refused: &Mutex<Vec<obauth_core::CallbackError>>,
+    error: obauth_core::CallbackError,
+) {
+    use obauth_core::CallbackError;
+    if matches!(
+        error,
+        CallbackError::StateMismatch | CallbackError::DuplicateParameter(_)
+    ) {
+        let mut refused = refused.lock().unwrap_or_else(PoisonError::into_inner);
+        if refused.len() < MAX_REFUSED {
+            refused.push(error);
+        }
+    }
 }
 
 /// Ends a [`RedirectListener::wait`] in progress (or the next one) with
@@ -67,7 +87,7 @@ pub struct RedirectListener {
     stop: Arc<AtomicBool>,
     accepting: Vec<(SocketAddr, JoinHandle<()>)>,
     taken: bool,
-    refused: Vec<obauth_core::CallbackError>,
+    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
 }
 
 impl std::fmt::Debug for RedirectListener {
@@ -118,6 +138,7 @@ impl RedirectListener {
             expected_state,
         )));
         let (sender, messages) = mpsc::channel();
+        let refused = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
         let accepting = listeners
@@ -127,6 +148,7 @@ impl RedirectListener {
                 let serve = Serve {
                     receiver: Arc::clone(&receiver),
                     sender: sender.clone(),
+                    refused: Arc::clone(&refused),
                     active: Arc::clone(&active),
                 };
                 let stop = Arc::clone(&stop);
@@ -145,7 +167,7 @@ impl RedirectListener {
             stop,
             accepting,
             taken: false,
-            refused: Vec::new(),
+            refused,
         })
     }
 
@@ -160,10 +182,14 @@ impl RedirectListener {
         &self.local_addrs
     }
 
-    /// The callbacks refused so far while waiting: those that could not be this sign-in's
-    /// (a `state` that does not match, a repeated parameter). The wait went on after each.
-    pub fn refused(&self) -> &[obauth_core::CallbackError] {
-        &self.refused
+    /// The callbacks refused so far while waiting (the first 64): those that could not be
+    /// this sign-in's (a `state` that does not match, a repeated parameter). The wait went
+    /// on after each.
+    pub fn refused(&self) -> Vec<obauth_core::CallbackError> {
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A handle that cancels the wait from elsewhere.
@@ -178,23 +204,18 @@ impl RedirectListener {
         if self.taken {
             return Err(ReceiveError::AlreadyTaken);
         }
-        let deadline = std::time::Instant::now() + timeout;
-        let message = loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.messages.recv_timeout(left) {
-                Ok(Message::Refused(error)) => self.refused.push(error),
-                Ok(message) => break message,
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(ReceiveError::TimedOut { waited: timeout });
-                }
-                // The listener holds a sender itself: never disconnected while it lives.
-                Err(RecvTimeoutError::Disconnected) => break Message::Cancelled,
+        let message = match self.messages.recv_timeout(timeout) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(ReceiveError::TimedOut { waited: timeout });
             }
+            // The listener holds a sender itself: never disconnected while it lives.
+            Err(RecvTimeoutError::Disconnected) => Message::Cancelled,
         };
         self.taken = true;
         match message {
             Message::Outcome(outcome) => outcome.map_err(ReceiveError::Callback),
-            Message::Refused(_) | Message::Cancelled => Err(ReceiveError::Cancelled),
+            Message::Cancelled => Err(ReceiveError::Cancelled),
         }
     }
 }
@@ -216,6 +237,7 @@ impl Drop for RedirectListener {
 struct Serve {
     receiver: Arc<Mutex<RedirectReceiver>>,
     sender: mpsc::Sender<Message>,
+    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
     active: Arc<AtomicUsize>,
 }
 
@@ -240,11 +262,12 @@ fn accept(listener: &TcpListener, stop: &AtomicBool, serve: &Serve) {
         serve.active.fetch_add(1, Ordering::SeqCst);
         let receiver = Arc::clone(&serve.receiver);
         let sender = serve.sender.clone();
+        let refused = Arc::clone(&serve.refused);
         let active = Arc::clone(&serve.active);
         let spawned = std::thread::Builder::new()
             .name("obauth-loopback-conn".into())
             .spawn(move || {
-                connection(stream, &receiver, &sender);
+                connection(stream, &receiver, &sender, &refused);
                 active.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
@@ -258,6 +281,7 @@ fn connection(
     mut stream: TcpStream,
     receiver: &Mutex<RedirectReceiver>,
     sender: &mpsc::Sender<Message>,
+    refused: &Mutex<Vec<obauth_core::CallbackError>>,
 ) {
     // One deadline for the whole request, not one per read: a client that trickles a
     // byte at a time does not hold its slot longer.
@@ -302,9 +326,7 @@ fn connection(
         Some(Event::Received(outcome)) => {
             let _ = sender.send(Message::Outcome(outcome));
         }
-        Some(Event::Refused(error)) => {
-            let _ = sender.send(Message::Refused(error));
-        }
+        Some(Event::Refused(error)) => record_refusal(refused, error),
         _ => {}
     }
 }

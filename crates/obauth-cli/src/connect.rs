@@ -182,7 +182,8 @@ fn wait(
             next_plain = Instant::now() + PLAIN_STATUS_EVERY;
         }
         let outcome = listener.wait(left.min(Duration::from_secs(1)));
-        for refused in &listener.refused()[refusals_shown..] {
+        let refused = listener.refused();
+        for refused in refused.iter().skip(refusals_shown) {
             if live {
                 let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
             }
@@ -190,7 +191,7 @@ fn wait(
                 "obauth: refused a redirect that is not this sign-in's ({refused}); still waiting"
             );
         }
-        refusals_shown = listener.refused().len();
+        refusals_shown = refused.len();
         match outcome {
             Err(ReceiveError::TimedOut { .. }) => {}
             outcome => break outcome,
