@@ -30,7 +30,7 @@ use std::time::Duration;
 use obauth_core::truelayer::auth_dialog::AuthorizationCallback;
 pub use obauth_core::truelayer::loopback::ReceiveError;
 use obauth_core::truelayer::loopback::{
-    Event, LoopbackRedirect, RedirectReceiver, RequestReader, encode_response,
+    Event, LoopbackRedirect, RedirectReceiver, Refusals, RequestReader, encode_response,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,27 +45,6 @@ const MAX_CONNECTIONS: usize = 32;
 enum Message {
     Outcome(Result<AuthorizationCallback, obauth_core::CallbackError>),
     Cancelled,
-}
-
-/// Refused callbacks kept for [`RedirectListener::refused`]; any beyond are not recorded
-/// (a flood of forged redirects costs no memory).
-const MAX_REFUSED: usize = 64;
-
-/// Records a refusal made while waiting (one that cannot be this sign-in's).
-fn record_refusal(
-    refused: &Mutex<Vec<obauth_core::CallbackError>>,
-    error: obauth_core::CallbackError,
-) {
-    use obauth_core::CallbackError;
-    if matches!(
-        error,
-        CallbackError::StateMismatch | CallbackError::DuplicateParameter(_)
-    ) {
-        let mut refused = refused.lock().unwrap_or_else(PoisonError::into_inner);
-        if refused.len() < MAX_REFUSED {
-            refused.push(error);
-        }
-    }
 }
 
 /// Ends a [`RedirectListener::wait`] in progress (or the next one) with
@@ -88,7 +67,7 @@ pub struct RedirectListener {
     sender: mpsc::UnboundedSender<Message>,
     accepting: Vec<JoinHandle<()>>,
     taken: bool,
-    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
+    refused: Arc<Mutex<Refusals>>,
 }
 
 impl std::fmt::Debug for RedirectListener {
@@ -120,11 +99,11 @@ impl RedirectListener {
             };
             match TcpListener::bind(addr).await {
                 Ok(listener) => listeners.push(listener),
-                // `[::1]` beside `127.0.0.1` for `localhost` is skipped only where the host has
-                // no IPv6. Taken by another program, it would get the browser's redirect
-                // (the code with it) whenever the browser tries `::1` first: an error.
-                Err(error) if index > 0 && error.kind() != std::io::ErrorKind::AddrInUse => {}
-                Err(error) => return Err(ReceiveError::bind(addr, error)),
+                Err(error) if LoopbackRedirect::bind_failure_is_fatal(index, &error) => {
+                    return Err(ReceiveError::bind(addr, error));
+                }
+                // `[::1]` beside `127.0.0.1`, on a host without IPv6.
+                Err(_) => {}
             }
         }
         let local_addrs = listeners
@@ -139,7 +118,7 @@ impl RedirectListener {
             expected_state,
         )));
         let (sender, messages) = mpsc::unbounded_channel();
-        let refused = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Refusals::default()));
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let accepting = listeners
             .into_iter()
@@ -182,7 +161,8 @@ impl RedirectListener {
         self.refused
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .all()
+            .to_vec()
     }
 
     /// A handle that cancels the wait from elsewhere.
@@ -224,7 +204,7 @@ async fn accept(
     listener: TcpListener,
     receiver: Arc<Mutex<RedirectReceiver>>,
     sender: mpsc::UnboundedSender<Message>,
-    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
+    refused: Arc<Mutex<Refusals>>,
     slots: Arc<Semaphore>,
 ) {
     loop {
@@ -252,7 +232,7 @@ async fn connection(
     mut stream: TcpStream,
     receiver: &Mutex<RedirectReceiver>,
     sender: &mpsc::UnboundedSender<Message>,
-    refused: &Mutex<Vec<obauth_core::CallbackError>>,
+    refused: &Mutex<Refusals>,
 ) {
     // One deadline for the whole request, not one per read.
     let deadline = tokio::time::Instant::now() + CONNECTION_TIMEOUT;
@@ -294,7 +274,10 @@ async fn connection(
         Some(Event::Received(outcome)) => {
             let _ = sender.send(Message::Outcome(outcome));
         }
-        Some(Event::Refused(error)) => record_refusal(refused, error),
-        _ => {}
+        Some(event) => refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(&event),
+        None => {}
     }
 }

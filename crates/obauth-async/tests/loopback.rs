@@ -376,6 +376,14 @@ async fn a_flood_of_forged_redirects_is_recorded_up_to_a_bound_and_ends_nothing(
         assert_eq!(page.status, 400);
     }
     assert_eq!(listener.refused().len(), 64);
-    assert_eq!(get(&listener, "/callback?code=c-real&state=st-1").await.status, 200);
-    assert_eq!(listener.wait(WAIT).await.unwrap().code.expose_secret(), "c-real");
+    assert_eq!(
+        get(&listener, "/callback?code=c-real&state=st-1")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        listener.wait(WAIT).await.unwrap().code.expose_secret(),
+        "c-real"
+    );
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 use obauth_core::truelayer::auth_dialog::AuthorizationCallback;
 pub use obauth_core::truelayer::loopback::ReceiveError;
 use obauth_core::truelayer::loopback::{
-    Event, LoopbackRedirect, RedirectReceiver, RequestReader, encode_response,
+    Event, LoopbackRedirect, RedirectReceiver, Refusals, RequestReader, encode_response,
 };
 
 /// How long one connection may take to send its request, and to take the answer.
@@ -43,27 +43,6 @@ const MAX_CONNECTIONS: usize = 32;
 enum Message {
     Outcome(Result<AuthorizationCallback, obauth_core::CallbackError>),
     Cancelled,
-}
-
-/// Refused callbacks kept for [`RedirectListener::refused`]; any beyond are not recorded
-/// (a flood of forged redirects costs no memory).
-const MAX_REFUSED: usize = 64;
-
-/// Records a refusal made while waiting (one that cannot be this sign-in's).
-fn record_refusal(
-    refused: &Mutex<Vec<obauth_core::CallbackError>>,
-    error: obauth_core::CallbackError,
-) {
-    use obauth_core::CallbackError;
-    if matches!(
-        error,
-        CallbackError::StateMismatch | CallbackError::DuplicateParameter(_)
-    ) {
-        let mut refused = refused.lock().unwrap_or_else(PoisonError::into_inner);
-        if refused.len() < MAX_REFUSED {
-            refused.push(error);
-        }
-    }
 }
 
 /// Ends a [`RedirectListener::wait`] in progress (or the next one) with
@@ -87,7 +66,7 @@ pub struct RedirectListener {
     stop: Arc<AtomicBool>,
     accepting: Vec<(SocketAddr, JoinHandle<()>)>,
     taken: bool,
-    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
+    refused: Arc<Mutex<Refusals>>,
 }
 
 impl std::fmt::Debug for RedirectListener {
@@ -119,11 +98,11 @@ impl RedirectListener {
             };
             match TcpListener::bind(addr) {
                 Ok(listener) => listeners.push(listener),
-                // `[::1]` beside `127.0.0.1` for `localhost` is skipped only where the host has
-                // no IPv6. Taken by another program, it would get the browser's redirect
-                // (the code with it) whenever the browser tries `::1` first: an error.
-                Err(error) if index > 0 && error.kind() != std::io::ErrorKind::AddrInUse => {}
-                Err(error) => return Err(ReceiveError::bind(addr, error)),
+                Err(error) if LoopbackRedirect::bind_failure_is_fatal(index, &error) => {
+                    return Err(ReceiveError::bind(addr, error));
+                }
+                // `[::1]` beside `127.0.0.1`, on a host without IPv6.
+                Err(_) => {}
             }
         }
         let local_addrs = listeners
@@ -138,7 +117,7 @@ impl RedirectListener {
             expected_state,
         )));
         let (sender, messages) = mpsc::channel();
-        let refused = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Refusals::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let active = Arc::new(AtomicUsize::new(0));
         let accepting = listeners
@@ -189,7 +168,8 @@ impl RedirectListener {
         self.refused
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .all()
+            .to_vec()
     }
 
     /// A handle that cancels the wait from elsewhere.
@@ -237,7 +217,7 @@ impl Drop for RedirectListener {
 struct Serve {
     receiver: Arc<Mutex<RedirectReceiver>>,
     sender: mpsc::Sender<Message>,
-    refused: Arc<Mutex<Vec<obauth_core::CallbackError>>>,
+    refused: Arc<Mutex<Refusals>>,
     active: Arc<AtomicUsize>,
 }
 
@@ -281,7 +261,7 @@ fn connection(
     mut stream: TcpStream,
     receiver: &Mutex<RedirectReceiver>,
     sender: &mpsc::Sender<Message>,
-    refused: &Mutex<Vec<obauth_core::CallbackError>>,
+    refused: &Mutex<Refusals>,
 ) {
     // One deadline for the whole request, not one per read: a client that trickles a
     // byte at a time does not hold its slot longer.
@@ -326,7 +306,10 @@ fn connection(
         Some(Event::Received(outcome)) => {
             let _ = sender.send(Message::Outcome(outcome));
         }
-        Some(Event::Refused(error)) => record_refusal(refused, error),
-        _ => {}
+        Some(event) => refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(&event),
+        None => {}
     }
 }

@@ -182,6 +182,15 @@ impl LoopbackRedirect {
         }
     }
 
+    /// Whether a failed bind of the `index`th of [`Self::listen_addrs`] ends the listener.
+    /// The first address must be bound. The others (`[::1]` beside `127.0.0.1` for
+    /// `localhost`) may be missing where the host has no IPv6, but not held by another
+    /// program: that program would get the browser's redirect, the code with it, whenever
+    /// the browser tries `::1` first.
+    pub fn bind_failure_is_fatal(index: usize, error: &std::io::Error) -> bool {
+        index == 0 || error.kind() == std::io::ErrorKind::AddrInUse
+    }
+
     /// The redirect URI to send to the server once `port` is bound: the URI as written,
     /// with the port.
     pub fn redirect_uri(&self, port: u16) -> String {
@@ -635,6 +644,36 @@ pub fn encode_response(response: &Response<Vec<u8>>) -> Vec<u8> {
     out.extend_from_slice(format!("content-length: {}\r\n\r\n", response.body().len()).as_bytes());
     out.extend_from_slice(response.body());
     out
+}
+
+/// The callbacks a listener refused while waiting, kept for its user to report (the CLI
+/// prints each): at most [`Refusals::MAX`], so a flood of forged redirects costs no memory.
+/// Only refusals made while waiting are kept; a replay after the outcome is answered, not
+/// recorded.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    kept: Vec<CallbackError>,
+}
+
+impl Refusals {
+    /// How many refusals are kept.
+    pub const MAX: usize = 64;
+
+    /// Records what `event` refused, if it is a refusal made while waiting.
+    pub fn record(&mut self, event: &Event) {
+        if let Event::Refused(
+            error @ (CallbackError::StateMismatch | CallbackError::DuplicateParameter(_)),
+        ) = event
+            && self.kept.len() < Self::MAX
+        {
+            self.kept.push(error.clone());
+        }
+    }
+
+    /// The refusals kept, oldest first.
+    pub fn all(&self) -> &[CallbackError] {
+        &self.kept
+    }
 }
 
 /// Why no callback came out of the loopback listener.

@@ -443,3 +443,40 @@ fn an_encoded_response_reads_back_as_the_same_response() {
             .any(|h| h.name == "connection" && h.value == b"close")
     );
 }
+
+#[test]
+fn only_the_first_address_or_one_held_by_another_program_is_a_fatal_bind_failure() {
+    use std::io::{Error, ErrorKind};
+    let in_use = Error::from(ErrorKind::AddrInUse);
+    let unavailable = Error::from(ErrorKind::AddrNotAvailable);
+    assert!(LoopbackRedirect::bind_failure_is_fatal(0, &unavailable));
+    assert!(LoopbackRedirect::bind_failure_is_fatal(0, &in_use));
+    assert!(LoopbackRedirect::bind_failure_is_fatal(1, &in_use));
+    assert!(!LoopbackRedirect::bind_failure_is_fatal(1, &unavailable));
+}
+
+#[test]
+fn refusals_made_while_waiting_are_kept_up_to_a_bound() {
+    let mut refusals = Refusals::default();
+    let mut receiver = receiver();
+    for n in 0..(Refusals::MAX + 10) {
+        let reply = receiver.respond(&get(&format!("/callback?code=c&state=forged-{n}")));
+        refusals.record(&reply.event);
+    }
+    assert_eq!(refusals.all().len(), Refusals::MAX);
+    assert!(
+        refusals
+            .all()
+            .iter()
+            .all(|error| *error == CallbackError::StateMismatch)
+    );
+    // The outcome and what comes after it are not refusals to report.
+    let mut refusals = Refusals::default();
+    let ok = receiver.respond(&get("/callback?code=c&state=st-1"));
+    refusals.record(&ok.event);
+    let replay = receiver.respond(&get("/callback?code=c&state=st-1"));
+    refusals.record(&replay.event);
+    let ignored = receiver.respond(&get("/favicon.ico"));
+    refusals.record(&ignored.event);
+    assert!(refusals.all().is_empty());
+}
