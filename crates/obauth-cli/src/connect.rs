@@ -187,8 +187,10 @@ fn wait(
             if live {
                 let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
             }
+            // Escaped like every message that may quote a request.
             complain!(
-                "obauth: refused a redirect that is not this sign-in's ({refused}); still waiting"
+                "obauth: refused a redirect that is not this sign-in's ({}); still waiting",
+                escaped(&refused.to_string())
             );
         }
         refusals_shown = refused.len();
