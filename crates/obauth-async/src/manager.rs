@@ -77,7 +77,10 @@ type Managed = obauth_core::manager::Managed<Flight, dyn HttpTransport, Store>;
 
 fn access_token(managed: &Arc<Managed>) -> TokenRead<'_> {
     match managed.cell().fresh(SystemTime::now()) {
-        Some(token) => TokenRead::Fresh(Some(token)),
+        Some(token) => {
+            trace::hit(managed.key());
+            TokenRead::Fresh(Some(token))
+        }
         None => TokenRead::Fetch(Box::pin(slow(managed))),
     }
 }

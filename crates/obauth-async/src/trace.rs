@@ -155,10 +155,19 @@ pub(crate) fn done<T>(
     }
 }
 
+/// A fresh token served from memory: the hot path, so a TRACE event, which costs a load of
+/// the global level filter when no subscriber asks for TRACE.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+#[inline]
+pub(crate) fn hit(key: &obauth_core::store::StoreKey) {
+    #[cfg(feature = "tracing")]
+    tracing::trace!(store_key = %key, decision = "hit", "obauth: token manager: hit");
+}
+
 /// A token manager's decision on a call that found no fresh token in memory: `serve`
 /// (another caller just refreshed it), `wait` (on another caller's fetch), `fetch` (this
 /// caller leads one) or `refresh early` (a valid token is served while one fetch replaces
-/// it). The fast path (a fresh token) records nothing: it is the hot path.
+/// it). A fresh token served from memory is [`hit`].
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(crate) fn decision(key: &obauth_core::store::StoreKey, decision: &'static str) {
     #[cfg(feature = "tracing")]

@@ -46,6 +46,9 @@ fn async_calls_are_traced_in_their_span_without_a_secret() {
         runtime.block_on(async {
             let source = TokenSource::truelayer(good.clone(), Scopes::from([Scope::Payments]));
             let issued = source.access_token().await.unwrap();
+            // Served from memory: a TRACE `hit`.
+            let again = source.access_token().await.unwrap();
+            assert_eq!(again.expose_secret(), issued.expose_secret());
             for fault in [Fault::EchoRequest, Fault::EchoRequestPage] {
                 mock.inject(None, 4, fault);
                 assert!(
@@ -99,6 +102,7 @@ fn async_calls_are_traced_in_their_span_without_a_secret() {
         "record outcome=\"ok\"",
         "outcome=\"api\"",
         "decision=\"fetch\"",
+        "decision=\"hit\"",
         "grant=\"client_credentials\"",
         "token manager: fetch failed",
     ] {

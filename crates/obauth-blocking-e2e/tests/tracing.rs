@@ -90,6 +90,11 @@ fn calls_and_managers_are_traced_without_a_secret_on_success() {
         secrets.push(user.refresh_token().unwrap().expose_secret().to_owned());
         let source = TokenSource::truelayer(client.clone(), Scopes::from([Scope::Payments]));
         secrets.push(source.access_token().unwrap().expose_secret().to_owned());
+        // Served from memory: a TRACE `hit`.
+        assert_eq!(
+            source.access_token().unwrap().expose_secret(),
+            secrets.last().unwrap().as_str()
+        );
         client.create_debug_id(refreshed.clone()).unwrap();
     });
     let recorded = recorder.text();
@@ -105,6 +110,7 @@ fn calls_and_managers_are_traced_without_a_secret_on_success() {
         "status=200",
         "outcome=\"ok\"",
         "decision=\"fetch\"",
+        "decision=\"hit\"",
         "token manager: store write",
         "grant=\"refresh_token\"",
         "grant=\"client_credentials\"",

@@ -67,6 +67,7 @@ type Managed = obauth_core::manager::Managed<
 
 fn access_token(managed: &Arc<Managed>) -> Result<AccessToken, Error> {
     if let Some(token) = managed.cell().fresh(SystemTime::now()) {
+        trace::hit(managed.key());
         return Ok(token);
     }
     let key = managed.key();
