@@ -387,3 +387,60 @@ async fn a_flood_of_forged_redirects_is_recorded_up_to_a_bound_and_ends_nothing(
         "c-real"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_before_the_wait_ends_the_next_wait() {
+    let mut listener = any_port().await;
+    listener.canceller().cancel();
+    assert!(matches!(
+        listener.wait(WAIT).await,
+        Err(ReceiveError::Cancelled)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_to_be_accepted_and_are_then_served() {
+    // 32 silent connections hold every slot; the callback after them is neither reset nor
+    // refused: it waits to be accepted, and is served once they hang up (after 2 s).
+    let mut listener = any_port().await;
+    let addr = listener.local_addrs()[0];
+    let silent: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let hang_up = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        drop(silent);
+    });
+    let started = Instant::now();
+    let page = get(&listener, "/callback?code=c-queued&state=st-1").await;
+    hang_up.join().unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "served before a slot was free: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        listener.wait(WAIT).await.unwrap().code.expose_secret(),
+        "c-queued"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_wait_leaves_a_later_callback_to_the_next_wait() {
+    let mut listener = any_port().await;
+    // The caller stops waiting (its future is dropped by the timeout around it).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), listener.wait(WAIT))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        get(&listener, "/callback?code=c-later&state=st-1")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        listener.wait(WAIT).await.unwrap().code.expose_secret(),
+        "c-later"
+    );
+}

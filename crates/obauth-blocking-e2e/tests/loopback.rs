@@ -315,3 +315,36 @@ fn a_flood_of_forged_redirects_is_recorded_up_to_a_bound_and_ends_nothing() {
     );
     assert_eq!(listener.wait(WAIT).unwrap().code.expose_secret(), "c-real");
 }
+
+#[test]
+fn a_cancel_before_the_wait_ends_the_next_wait() {
+    let mut listener = any_port();
+    listener.canceller().cancel();
+    assert!(matches!(listener.wait(WAIT), Err(ReceiveError::Cancelled)));
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_to_be_accepted_and_are_then_served() {
+    // 32 silent connections hold every slot; the callback after them is neither reset nor
+    // refused: it waits to be accepted, and is served once they hang up (after 2 s).
+    let mut listener = any_port();
+    let addr = listener.local_addrs()[0];
+    let silent: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let hang_up = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        drop(silent);
+    });
+    let started = Instant::now();
+    let page = get(&listener, "/callback?code=c-queued&state=st-1");
+    hang_up.join().unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "served before a slot was free: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        listener.wait(WAIT).unwrap().code.expose_secret(),
+        "c-queued"
+    );
+}

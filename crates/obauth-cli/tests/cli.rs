@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod common;
+
+use common::TempDir;
 use obauth_mock::{MockServer, SigningIdentity};
 use serde_json::Value;
 
@@ -820,39 +823,6 @@ fn a_malformed_auth_input_is_not_echoed() {
 }
 
 /// A fresh directory for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "obauth-cli-{}-{name}-{:?}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn store(&self) -> String {
-        format!("sqlite:{}", self.0.join("tokens.db").display())
-    }
-
-    fn db(&self) -> Vec<u8> {
-        let mut bytes = std::fs::read(self.0.join("tokens.db")).unwrap();
-        bytes.extend(std::fs::read(self.0.join("tokens.db-wal")).unwrap_or_default());
-        bytes
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `tl` with a token store and extra environment variables.
 fn tl_stored(mock: &MockServer, store: &str, vars: &[(&str, &str)], args: &[&str]) -> Output {
     let base = mock.base_url();

@@ -463,3 +463,147 @@ fn on_a_terminal_the_wait_is_one_live_line_counting_down() {
         "{shown:?}"
     );
 }
+
+/// `connect` with `args` as given (no `--no-browser` added), for the browser and
+/// environment cases; returns how it ended.
+fn connect_plain(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_obauth"));
+    command
+        .args(args)
+        .env_remove("OBAUTH_TOKEN_STORE")
+        .env_remove("OBAUTH_TOKEN_STORE_KEY")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("BROWSER")
+        .env("OBAUTH_CLIENT_ID", obauth_mock::TRUELAYER_CLIENT_ID)
+        .env("OBAUTH_CLIENT_SECRET", obauth_mock::TRUELAYER_CLIENT_SECRET)
+        .stdin(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn without_a_display_no_browser_is_started_and_the_link_is_the_way() {
+    let mock = MockServer::start();
+    let output = connect_plain(
+        &[
+            "--base-url",
+            &mock.base_url(),
+            "truelayer",
+            "connect",
+            "--scope",
+            "info",
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+            "--print-tokens",
+            "--wait",
+            "1",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("no browser to open here (no display): open the link yourself"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("open this link in a browser"), "{stderr}");
+}
+
+#[test]
+fn the_providers_offered_follow_the_environment() {
+    // No network is needed until the exchange: the link is built, the wait times out.
+    let mock = MockServer::start();
+    let providers = |global: &[&str]| {
+        let mut args: Vec<&str> = global.to_vec();
+        args.extend([
+            "truelayer",
+            "connect",
+            "--no-browser",
+            "--scope",
+            "info",
+            "--redirect-uri",
+            "http://127.0.0.1/callback",
+            "--print-tokens",
+            "--wait",
+            "1",
+        ]);
+        let output = connect_plain(&args, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let link = stderr
+            .lines()
+            .map(str::trim)
+            .find(|line| line.starts_with("http"))
+            .unwrap_or_else(|| panic!("no link: {stderr}"))
+            .to_owned();
+        // The link's values are percent-encoded, spaces as %20.
+        link.split_once('?')
+            .unwrap()
+            .1
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("providers="))
+            .map(|value| value.replace("%20", " "))
+    };
+    assert_eq!(
+        providers(&["--env", "sandbox"]).as_deref(),
+        Some("uk-cs-mock uk-ob-all uk-oauth-all")
+    );
+    assert_eq!(
+        providers(&["--env", "production"]).as_deref(),
+        Some("uk-ob-all uk-oauth-all")
+    );
+    let base = mock.base_url();
+    assert_eq!(
+        providers(&["--base-url", &base]).as_deref(),
+        Some("uk-ob-all uk-oauth-all")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn after_the_redirect_a_first_ctrl_c_lets_the_save_finish() {
+    let dir = TempDir::new("late-sigint");
+    let mock = MockServer::start();
+    let connecting = start_connect(&mock, &dir.store(), &connect_args(&["--connection", "pat"]));
+    // The exchange takes 2 s: time for a Ctrl-C while the tokens are on their way.
+    mock.inject(
+        Some(obauth_mock::Endpoint::TrueLayerToken),
+        1,
+        obauth_mock::Fault::Delay(Duration::from_secs(2)),
+    );
+    assert_eq!(
+        browser_follows(&mock.approve(&connecting.link).unwrap()).status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = std::process::Command::new("kill")
+        .args(["-INT", &connecting.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let ended = connecting.finish();
+    assert!(ended.status.success(), "{}", ended.stderr);
+    assert!(
+        ended
+            .stderr
+            .contains("saving the connection the bank just granted (Ctrl-C again abandons it)"),
+        "{}",
+        ended.stderr
+    );
+    assert!(ended.stdout.contains("connected: pat"), "{}", ended.stdout);
+    // Saved: it refreshes by name.
+    let refreshed = obauth(
+        &mock,
+        &dir.store(),
+        &["truelayer", "token", "refresh", "--connection", "pat"],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        refreshed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refreshed.stderr)
+    );
+}

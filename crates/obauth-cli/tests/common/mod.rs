@@ -17,7 +17,7 @@ pub(crate) struct TempDir(pub PathBuf);
 impl TempDir {
     pub(crate) fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
-            "obauth-connect-{}-{name}-{}",
+            "obauth-cli-{}-{name}-{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -30,6 +30,13 @@ impl TempDir {
 
     pub(crate) fn store(&self) -> String {
         format!("sqlite:{}", self.0.join("tokens.db").display())
+    }
+
+    /// The store's bytes on disk, its write-ahead log included.
+    pub(crate) fn db(&self) -> Vec<u8> {
+        let mut bytes = std::fs::read(self.0.join("tokens.db")).unwrap();
+        bytes.extend(std::fs::read(self.0.join("tokens.db-wal")).unwrap_or_default());
+        bytes
     }
 }
 
