@@ -15,12 +15,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use http::HeaderValue;
 use obauth_core::bearer::{After, BearerPolicy};
 use obauth_types::AccessToken;
 
 use crate::{Error, TokenSource, UserTokens};
 
 /// Where the middleware gets its tokens: [`TokenSource`], [`UserTokens`], or your own.
+///
+/// Your own type writes [`bearer_token`](Self::bearer_token) and
+/// [`refused`](Self::refused); [`authorization_header`](Self::authorization_header) builds
+/// the header from the token unless the type has a cheaper way (obauth's managers keep the
+/// cached token's header, built once).
 #[async_trait]
 pub trait BearerSource: Send + Sync + 'static {
     /// The access token to send (cached while fresh).
@@ -28,29 +34,35 @@ pub trait BearerSource: Send + Sync + 'static {
 
     /// The API refused `token`: never serve it again.
     fn refused(&self, token: &AccessToken);
-}
 
-#[async_trait]
-impl BearerSource for TokenSource {
-    async fn bearer_token(&self) -> Result<AccessToken, Error> {
-        self.access_token().await
-    }
-
-    fn refused(&self, token: &AccessToken) {
-        self.invalidate(token);
+    /// The `Authorization` value that carries [`bearer_token`](Self::bearer_token)'s token,
+    /// as [`obauth_core::bearer::authorization`] builds it.
+    async fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        Ok(obauth_core::bearer::authorization(
+            &self.bearer_token().await?,
+        )?)
     }
 }
 
-#[async_trait]
-impl BearerSource for UserTokens {
-    async fn bearer_token(&self) -> Result<AccessToken, Error> {
-        self.access_token().await
-    }
+macro_rules! manager_source {
+    ($($manager:ty),*) => {$(
+        #[async_trait]
+        impl BearerSource for $manager {
+            async fn bearer_token(&self) -> Result<AccessToken, Error> {
+                self.access_token().await
+            }
 
-    fn refused(&self, token: &AccessToken) {
-        self.invalidate(token);
-    }
+            fn refused(&self, token: &AccessToken) {
+                self.invalidate(token);
+            }
+
+            async fn authorization_header(&self) -> Result<HeaderValue, Error> {
+                <$manager>::authorization_header(self).await
+            }
+        }
+    )*};
 }
+manager_source!(TokenSource, UserTokens);
 
 #[async_trait]
 impl<S: BearerSource + ?Sized> BearerSource for Arc<S> {
@@ -61,14 +73,17 @@ impl<S: BearerSource + ?Sized> BearerSource for Arc<S> {
     fn refused(&self, token: &AccessToken) {
         (**self).refused(token);
     }
+
+    async fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        (**self).authorization_header().await
+    }
 }
 
-/// Sets the header on `headers`, or says why it cannot (a token that is not a valid
-/// header value: an error, never a request without it).
-fn set_token(headers: &mut http::HeaderMap, token: &AccessToken) -> Result<(), Error> {
-    let value = obauth_core::bearer::authorization(token)?;
-    headers.insert(http::header::AUTHORIZATION, value);
-    Ok(())
+/// Reports the token `header` carried as refused.
+fn refuse<S: BearerSource + ?Sized>(source: &S, header: &HeaderValue) {
+    if let Some(token) = obauth_core::bearer::token_in(header) {
+        source.refused(&token);
+    }
 }
 
 #[cfg(feature = "reqwest-middleware")]
@@ -120,13 +135,14 @@ mod reqwest_mw {
             if !self.policy.should_set(request.headers()) {
                 return next.run(request, extensions).await;
             }
-            let token = self
+            let header = self
                 .source
-                .bearer_token()
+                .authorization_header()
                 .await
                 .map_err(reqwest_middleware::Error::middleware)?;
-            set_token(request.headers_mut(), &token)
-                .map_err(reqwest_middleware::Error::middleware)?;
+            request
+                .headers_mut()
+                .insert(http::header::AUTHORIZATION, header.clone());
             let replay = request.try_clone();
             let response = next.clone().run(request, extensions).await?;
             let after = self.policy.after(
@@ -138,23 +154,24 @@ mod reqwest_mw {
             match (after, replay) {
                 (After::Done, _) => Ok(response),
                 (After::InvalidateOnly, _) | (After::InvalidateAndRetry, None) => {
-                    self.source.refused(&token);
+                    refuse(&self.source, &header);
                     Ok(response)
                 }
                 (After::InvalidateAndRetry, Some(mut again)) => {
-                    self.source.refused(&token);
+                    refuse(&self.source, &header);
                     drop(response);
                     let fresh = self
                         .source
-                        .bearer_token()
+                        .authorization_header()
                         .await
                         .map_err(reqwest_middleware::Error::middleware)?;
-                    set_token(again.headers_mut(), &fresh)
-                        .map_err(reqwest_middleware::Error::middleware)?;
+                    again
+                        .headers_mut()
+                        .insert(http::header::AUTHORIZATION, fresh.clone());
                     let response = next.run(again, extensions).await?;
                     // A refused fresh token is not served again either.
                     if self.policy.refuses(response.status(), response.headers()) {
-                        self.source.refused(&fresh);
+                        refuse(&self.source, &fresh);
                     }
                     Ok(response)
                 }
@@ -319,8 +336,10 @@ mod tower_layer {
                 if !policy.should_set(request.headers()) {
                     return inner.call(request).await.map_err(Into::into);
                 }
-                let token = source.bearer_token().await?;
-                set_token(request.headers_mut(), &token)?;
+                let header = source.authorization_header().await?;
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, header.clone());
                 let replay = try_clone_request(&request);
                 let response = inner.call(request).await.map_err(Into::into)?;
                 let after = policy.after(
@@ -332,21 +351,23 @@ mod tower_layer {
                 match (after, replay) {
                     (After::Done, _) => Ok(response),
                     (After::InvalidateOnly, _) | (After::InvalidateAndRetry, None) => {
-                        source.refused(&token);
+                        refuse(&source, &header);
                         Ok(response)
                     }
                     (After::InvalidateAndRetry, Some(mut again)) => {
-                        source.refused(&token);
+                        refuse(&source, &header);
                         drop(response);
-                        let fresh = source.bearer_token().await?;
-                        set_token(again.headers_mut(), &fresh)?;
+                        let fresh = source.authorization_header().await?;
+                        again
+                            .headers_mut()
+                            .insert(http::header::AUTHORIZATION, fresh.clone());
                         std::future::poll_fn(|cx| inner.poll_ready(cx))
                             .await
                             .map_err(Into::into)?;
                         let response = inner.call(again).await.map_err(Into::into)?;
                         // A refused fresh token is not served again either.
                         if policy.refuses(response.status(), response.headers()) {
-                            source.refused(&fresh);
+                            refuse(&source, &fresh);
                         }
                         Ok(response)
                     }

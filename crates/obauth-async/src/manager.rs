@@ -34,6 +34,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use http::HeaderValue;
 use obauth_core::Error;
 use obauth_core::expiry::Now;
 use obauth_core::manager::{Action, Event, Fetch, Flight as CoreFlight, Join};
@@ -75,13 +76,25 @@ impl Flight {
 
 type Managed = obauth_core::manager::Managed<Flight, dyn HttpTransport, Store>;
 
-fn access_token(managed: &Arc<Managed>) -> TokenRead<'_> {
+fn access_token(managed: &Arc<Managed>) -> TokenRead<'_, AccessToken> {
     match managed.cell().fresh(SystemTime::now()) {
         Some(token) => {
             trace::hit(managed.key());
             TokenRead::Fresh(Some(token))
         }
         None => TokenRead::Fetch(Box::pin(slow(managed))),
+    }
+}
+
+fn authorization_header(managed: &Arc<Managed>) -> TokenRead<'_, HeaderValue> {
+    match managed.cell().fresh_authorization(SystemTime::now()) {
+        Some(header) => {
+            trace::hit(managed.key());
+            TokenRead::Fresh(Some(header))
+        }
+        None => TokenRead::Fetch(Box::pin(async move {
+            Ok(obauth_core::bearer::authorization(&slow(managed).await?)?)
+        })),
     }
 }
 
@@ -172,17 +185,17 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
     }
 }
 
-/// What `access_token()` returns: ready at its first poll with the fresh token read when
-/// it was called, or the fetch, boxed so that the fresh case stays small. The fresh case
-/// holds the bare token rather than a finished `Result`: moving a `Result<_, Error>` in and
-/// out of a future costs more than the rest of the read.
-enum TokenRead<'a> {
-    Fresh(Option<AccessToken>),
-    Fetch(Pin<Box<dyn Future<Output = Result<AccessToken, Error>> + Send + 'a>>),
+/// What `access_token()` (and `authorization_header()`) returns: ready at its first poll
+/// with the fresh token read when it was called, or the fetch, boxed so that the fresh case
+/// stays small. The fresh case holds the bare token rather than a finished `Result`: moving
+/// a `Result<_, Error>` in and out of a future costs more than the rest of the read.
+enum TokenRead<'a, T> {
+    Fresh(Option<T>),
+    Fetch(Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>),
 }
 
-impl Future for TokenRead<'_> {
-    type Output = Result<AccessToken, Error>;
+impl<T: Unpin> Future for TokenRead<'_, T> {
+    type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
@@ -206,6 +219,16 @@ impl TokenSource {
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
         access_token(&self.inner)
     }
+
+    /// The access token as the `Authorization` header value of a request to another API
+    /// (`Bearer …`, marked sensitive), read like [`access_token`](Self::access_token). A
+    /// cached token's header is built once and then shared: no copy of the token per call.
+    /// [`Error::InvalidInput`] if the server sent a token that is not a valid header value.
+    pub fn authorization_header(
+        &self,
+    ) -> impl Future<Output = Result<HeaderValue, Error>> + Send + '_ {
+        authorization_header(&self.inner)
+    }
 }
 
 impl UserTokens {
@@ -213,6 +236,15 @@ impl UserTokens {
     /// due. [`Error::ReauthenticationRequired`] when the bank connection has expired.
     pub fn access_token(&self) -> impl Future<Output = Result<AccessToken, Error>> + Send + '_ {
         access_token(&self.inner)
+    }
+
+    /// The access token as the `Authorization` header value of a request to another API
+    /// (`Bearer …`, marked sensitive), read like [`access_token`](Self::access_token). A
+    /// cached token's header is built once and then shared: no copy of the token per call.
+    pub fn authorization_header(
+        &self,
+    ) -> impl Future<Output = Result<HeaderValue, Error>> + Send + '_ {
+        authorization_header(&self.inner)
     }
 }
 

@@ -16,7 +16,7 @@ use obauth_async::bearer::{BearerLayer, BearerMiddleware};
 use obauth_async::core::BaseUrl;
 use obauth_async::core::truelayer::Environment;
 use obauth_async::types::truelayer::Scope;
-use obauth_async::types::{ClientSecret, Scopes};
+use obauth_async::types::{AccessToken, ClientSecret, Scopes};
 use obauth_async::{TokenSource, TrueLayerClient};
 use obauth_mock::{Endpoint, MockServer};
 use obauth_test_peers::ProtectedResource;
@@ -119,6 +119,75 @@ async fn reqwest_middleware_retries_once_never_on_403_and_leaves_own_credentials
     // Our own credentials' 401 is not ours to judge: no token request, no retry.
     assert_eq!(refusing.requests(), 5);
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 3);
+}
+
+/// A token provider of the application's own: serves "stale" until it is told that one
+/// was refused, then "good", and notes what it was told.
+#[derive(Default)]
+struct OwnSource {
+    refused: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl obauth_async::bearer::BearerSource for OwnSource {
+    async fn bearer_token(&self) -> Result<AccessToken, obauth_async::Error> {
+        let refused = self.refused.lock().unwrap();
+        Ok(AccessToken::new(if refused.is_empty() {
+            "stale"
+        } else {
+            "good"
+        }))
+    }
+
+    fn refused(&self, token: &AccessToken) {
+        self.refused
+            .lock()
+            .unwrap()
+            .push(token.expose_secret().to_owned());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_of_your_own_is_told_the_exact_token_refused() {
+    let api = ProtectedResource::start(|token| token == "good");
+    let source = Arc::new(OwnSource::default());
+    let http = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(BearerMiddleware::new(Arc::clone(&source)))
+        .build();
+    let response = http.post(api.url("/pay")).body("x").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(*source.refused.lock().unwrap(), ["stale"]);
+    let sent: Vec<_> = api.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(
+        sent,
+        [
+            Some("Bearer stale".to_owned()),
+            Some("Bearer good".to_owned())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_managers_header_is_its_token_marked_sensitive_and_follows_invalidation() {
+    let (mock, _api) = setup();
+    let source = payments(&mock);
+    let header = source.authorization_header().await.unwrap();
+    let token = source.access_token().await.unwrap();
+    assert_eq!(header, format!("Bearer {}", token.expose_secret()).as_str());
+    assert!(header.is_sensitive());
+    assert!(!format!("{header:?}").contains(token.expose_secret()));
+    source.invalidate(&token);
+    let fresh = source.authorization_header().await.unwrap();
+    assert_ne!(fresh, header);
+    assert_eq!(
+        fresh,
+        format!(
+            "Bearer {}",
+            source.access_token().await.unwrap().expose_secret()
+        )
+        .as_str()
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use obauth_blocking::core::truelayer::auth_dialog::parse_callback;
 use obauth_blocking::core::truelayer::auth_link::AuthLink;
 use obauth_blocking::core::{BaseUrl, OsRandom, random};
 use obauth_blocking::types::truelayer::Scope;
-use obauth_blocking::types::{ClientSecret, Scopes};
+use obauth_blocking::types::{AccessToken, ClientSecret, Scopes};
 use obauth_blocking::{MemoryStore, TokenSource, TrueLayerClient, UserTokens};
 use obauth_mock::{Endpoint, MockServer};
 use obauth_test_peers::ProtectedResource;
@@ -77,6 +77,66 @@ fn the_header_is_set_and_the_api_accepts_the_token() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].authorization, bearer(token.expose_secret()));
     assert_eq!(mock.requests(Endpoint::TrueLayerToken), 1);
+}
+
+/// A token provider of the application's own: serves "stale" until it is told that one
+/// was refused, then "good", and notes what it was told.
+#[derive(Default)]
+struct OwnSource {
+    refused: std::sync::Mutex<Vec<String>>,
+}
+
+impl obauth_blocking::bearer::BearerSource for OwnSource {
+    fn bearer_token(&self) -> Result<AccessToken, obauth_blocking::Error> {
+        let refused = self.refused.lock().unwrap();
+        Ok(AccessToken::new(if refused.is_empty() {
+            "stale"
+        } else {
+            "good"
+        }))
+    }
+
+    fn refused(&self, token: &AccessToken) {
+        self.refused
+            .lock()
+            .unwrap()
+            .push(token.expose_secret().to_owned());
+    }
+}
+
+#[test]
+fn a_source_of_your_own_is_told_the_exact_token_refused() {
+    let api = ProtectedResource::start(|token| token == "good");
+    let source = Arc::new(OwnSource::default());
+    let http = BearerAgent::new(agent(), Arc::clone(&source));
+    let response = http.run(post(&api, "/pay", "x")).unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(*source.refused.lock().unwrap(), ["stale"]);
+    let sent: Vec<_> = api.seen().into_iter().map(|s| s.authorization).collect();
+    assert_eq!(sent, [bearer("stale"), bearer("good")]);
+}
+
+#[test]
+fn a_managers_header_is_its_token_marked_sensitive_and_follows_invalidation() {
+    let (mock, _api) = setup();
+    let source = payments(&mock);
+    let header = source.authorization_header().unwrap();
+    let token = source.access_token().unwrap();
+    assert_eq!(
+        bearer(token.expose_secret()).unwrap(),
+        header.to_str().unwrap()
+    );
+    assert!(header.is_sensitive());
+    assert!(!format!("{header:?}").contains(token.expose_secret()));
+    source.invalidate(&token);
+    let fresh = source.authorization_header().unwrap();
+    assert_ne!(fresh, header);
+    let token = source.access_token().unwrap();
+    assert_eq!(
+        bearer(token.expose_secret()).unwrap(),
+        fresh.to_str().unwrap()
+    );
+    assert_eq!(mock.requests(Endpoint::TrueLayerToken), 2);
 }
 
 #[test]

@@ -25,8 +25,9 @@
 
 use std::sync::Arc;
 
+use http::HeaderValue;
 use http::header::AUTHORIZATION;
-use obauth_core::bearer::{After, BearerPolicy, RetryOn, authorization};
+use obauth_core::bearer::{After, BearerPolicy, RetryOn, authorization, token_in};
 use obauth_types::AccessToken;
 use ureq::middleware::{Middleware, MiddlewareNext};
 use ureq::{Agent, AsSendBody, Body, SendBody};
@@ -34,33 +35,43 @@ use ureq::{Agent, AsSendBody, Body, SendBody};
 use crate::{Error, TokenSource, UserTokens};
 
 /// Where the middleware gets its tokens: [`TokenSource`], [`UserTokens`], or your own.
+///
+/// Your own type writes [`bearer_token`](Self::bearer_token) and
+/// [`refused`](Self::refused); [`authorization_header`](Self::authorization_header) builds
+/// the header from the token unless the type has a cheaper way (obauth's managers keep the
+/// cached token's header, built once).
 pub trait BearerSource: Send + Sync + 'static {
     /// The access token to send (cached while fresh).
     fn bearer_token(&self) -> Result<AccessToken, Error>;
 
     /// The API refused `token`: never serve it again.
     fn refused(&self, token: &AccessToken);
-}
 
-impl BearerSource for TokenSource {
-    fn bearer_token(&self) -> Result<AccessToken, Error> {
-        self.access_token()
-    }
-
-    fn refused(&self, token: &AccessToken) {
-        self.invalidate(token);
+    /// The `Authorization` value that carries [`bearer_token`](Self::bearer_token)'s token,
+    /// as [`obauth_core::bearer::authorization`] builds it.
+    fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        Ok(authorization(&self.bearer_token()?)?)
     }
 }
 
-impl BearerSource for UserTokens {
-    fn bearer_token(&self) -> Result<AccessToken, Error> {
-        self.access_token()
-    }
+macro_rules! manager_source {
+    ($($manager:ty),*) => {$(
+        impl BearerSource for $manager {
+            fn bearer_token(&self) -> Result<AccessToken, Error> {
+                self.access_token()
+            }
 
-    fn refused(&self, token: &AccessToken) {
-        self.invalidate(token);
-    }
+            fn refused(&self, token: &AccessToken) {
+                self.invalidate(token);
+            }
+
+            fn authorization_header(&self) -> Result<HeaderValue, Error> {
+                <$manager>::authorization_header(self)
+            }
+        }
+    )*};
 }
+manager_source!(TokenSource, UserTokens);
 
 impl<S: BearerSource + ?Sized> BearerSource for Arc<S> {
     fn bearer_token(&self) -> Result<AccessToken, Error> {
@@ -69,6 +80,17 @@ impl<S: BearerSource + ?Sized> BearerSource for Arc<S> {
 
     fn refused(&self, token: &AccessToken) {
         (**self).refused(token);
+    }
+
+    fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        (**self).authorization_header()
+    }
+}
+
+/// Reports the token `header` carried as refused.
+fn refuse<S: BearerSource + ?Sized>(source: &S, header: &HeaderValue) {
+    if let Some(token) = token_in(header) {
+        source.refused(&token);
     }
 }
 
@@ -126,25 +148,25 @@ impl<S: BearerSource> BearerAgent<S> {
             return self.agent.run(request);
         }
         let again = request.clone();
-        let token = self.source.bearer_token().map_err(token_error)?;
-        let response = self.send(request, &token)?;
+        let header = self.source.authorization_header().map_err(token_error)?;
+        let response = self.send(request, header.clone())?;
         let response = match self
             .policy
             .after(response.status(), response.headers(), true, false)
         {
             After::Done => response,
             After::InvalidateOnly => {
-                self.source.refused(&token);
+                refuse(&self.source, &header);
                 response
             }
             After::InvalidateAndRetry => {
-                self.source.refused(&token);
+                refuse(&self.source, &header);
                 drop(response);
-                let fresh = self.source.bearer_token().map_err(token_error)?;
-                let response = self.send(again, &fresh)?;
+                let fresh = self.source.authorization_header().map_err(token_error)?;
+                let response = self.send(again, fresh.clone())?;
                 // A refused fresh token is not served again either.
                 if self.policy.refuses(response.status(), response.headers()) {
-                    self.source.refused(&fresh);
+                    refuse(&self.source, &fresh);
                 }
                 response
             }
@@ -159,10 +181,9 @@ impl<S: BearerSource> BearerAgent<S> {
     fn send<B: AsSendBody>(
         &self,
         mut request: http::Request<B>,
-        token: &AccessToken,
+        header: HeaderValue,
     ) -> Result<http::Response<Body>, ureq::Error> {
-        let value = authorization(token).map_err(|input| token_error(input.into()))?;
-        request.headers_mut().insert(AUTHORIZATION, value);
+        request.headers_mut().insert(AUTHORIZATION, header);
         if !self.agent.config().http_status_as_error() {
             return self.agent.run(request);
         }
@@ -225,20 +246,19 @@ impl<S: BearerSource> Middleware for BearerMiddleware<S> {
         if !self.policy.should_set(request.headers()) {
             return next.handle(request);
         }
-        let token = self.source.bearer_token().map_err(token_error)?;
-        let value = authorization(&token).map_err(|input| token_error(input.into()))?;
-        request.headers_mut().insert(AUTHORIZATION, value);
+        let header = self.source.authorization_header().map_err(token_error)?;
+        request.headers_mut().insert(AUTHORIZATION, header.clone());
         match next.handle(request) {
             Ok(response) => {
                 if self.policy.refuses(response.status(), response.headers()) {
-                    self.source.refused(&token);
+                    refuse(&self.source, &header);
                 }
                 Ok(response)
             }
             Err(ureq::Error::StatusCode(401))
                 if matches!(self.policy.retry_on, RetryOn::Any401 | RetryOn::Never) =>
             {
-                self.source.refused(&token);
+                refuse(&self.source, &header);
                 Err(ureq::Error::StatusCode(401))
             }
             Err(error) => Err(error),

@@ -22,6 +22,7 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use http::HeaderValue;
 use obauth_core::Error;
 use obauth_core::expiry::Now;
 use obauth_core::manager::{Action, Event, Fetch, Flight as CoreFlight, Join};
@@ -140,10 +141,28 @@ fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToken, Err
 
 obauth_core::token_manager_types!(store: Arc<dyn obauth_core::store::TokenStore>;);
 
+/// The token as an `Authorization` value: the cached one's, built once, or one built from
+/// the token the slow path gives.
+fn authorization_header(managed: &Arc<Managed>) -> Result<HeaderValue, Error> {
+    if let Some(header) = managed.cell().fresh_authorization(SystemTime::now()) {
+        trace::hit(managed.key());
+        return Ok(header);
+    }
+    Ok(obauth_core::bearer::authorization(&access_token(managed)?)?)
+}
+
 impl TokenSource {
     /// The access token: cached while fresh, fetched once for all concurrent callers when due.
     pub fn access_token(&self) -> Result<AccessToken, Error> {
         access_token(&self.inner)
+    }
+
+    /// The access token as the `Authorization` header value of a request to another API
+    /// (`Bearer …`, marked sensitive), read like [`access_token`](Self::access_token). A
+    /// cached token's header is built once and then shared: no copy of the token per call.
+    /// [`Error::InvalidInput`] if the server sent a token that is not a valid header value.
+    pub fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        authorization_header(&self.inner)
     }
 }
 
@@ -152,6 +171,13 @@ impl UserTokens {
     /// due. [`Error::ReauthenticationRequired`] when the bank connection has expired.
     pub fn access_token(&self) -> Result<AccessToken, Error> {
         access_token(&self.inner)
+    }
+
+    /// The access token as the `Authorization` header value of a request to another API
+    /// (`Bearer …`, marked sensitive), read like [`access_token`](Self::access_token). A
+    /// cached token's header is built once and then shared: no copy of the token per call.
+    pub fn authorization_header(&self) -> Result<HeaderValue, Error> {
+        authorization_header(&self.inner)
     }
 }
 

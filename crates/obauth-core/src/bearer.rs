@@ -95,10 +95,19 @@ impl BearerPolicy {
 /// The `Authorization: Bearer …` value for `token`, marked sensitive (HTTP/2 never indexes
 /// it, and `http`'s `Debug` shows `Sensitive`).
 pub fn authorization(token: &AccessToken) -> Result<HeaderValue, InvalidInput> {
-    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose_secret()))
+    let mut value = HeaderValue::try_from(format!("{BEARER}{}", token.expose_secret()))
         .map_err(|_| InvalidInput::new("access token", "is not a valid header value"))?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+const BEARER: &str = "Bearer ";
+
+/// The token in a value [`authorization`] built: for a middleware that holds the header it
+/// sent and must report its token refused. `None` for any other value.
+pub fn token_in(value: &HeaderValue) -> Option<AccessToken> {
+    let token = value.as_bytes().strip_prefix(BEARER.as_bytes())?;
+    std::str::from_utf8(token).ok().map(AccessToken::new)
 }
 
 /// The `error` parameter of the first `Bearer` challenge among the `WWW-Authenticate`
@@ -328,5 +337,20 @@ mod tests {
         assert!(value.is_sensitive());
         assert!(!format!("{value:?}").contains("abc"));
         assert!(authorization(&AccessToken::new("a\r\nInjected: 1")).is_err());
+    }
+
+    #[test]
+    fn the_token_is_read_back_only_from_a_bearer_value() {
+        let value = authorization(&AccessToken::new("eyJ.a-b_c.d~e")).unwrap();
+        assert_eq!(token_in(&value).unwrap().expose_secret(), "eyJ.a-b_c.d~e");
+        for other in ["Basic YWxhZGRpbjo=", "Bearer", "bearer abc", "Bearerabc"] {
+            assert!(
+                token_in(&HeaderValue::from_static(other)).is_none(),
+                "{other}"
+            );
+        }
+        // Bytes that are a valid header value but not UTF-8.
+        let latin1 = HeaderValue::from_bytes(b"Bearer \xe9").unwrap();
+        assert!(token_in(&latin1).is_none());
     }
 }

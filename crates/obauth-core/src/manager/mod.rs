@@ -39,10 +39,11 @@ mod endpoint;
 mod fetch;
 mod managed;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
+use http::HeaderValue;
 use obauth_types::{AccessToken, RefreshToken};
 
 pub use self::endpoint::{
@@ -180,8 +181,19 @@ pub struct TokenCell<F: Flight> {
 /// machine: from when the machine last checked both clocks, for at most [`RECHECK`].
 struct Entry {
     token: AccessToken,
+    /// The token as an `Authorization` value, built by the first caller that asks for it
+    /// (`None`: the token is not a valid header value).
+    header: OnceLock<Option<HeaderValue>>,
     from: SystemTime,
     until: SystemTime,
+}
+
+impl Entry {
+    /// The entry, if the machine said it may be served at wall time `wall`.
+    #[inline]
+    fn servable(&self, wall: SystemTime) -> Option<&Self> {
+        (self.from <= wall && wall < self.until).then_some(self)
+    }
 }
 
 struct State<F> {
@@ -336,8 +348,22 @@ impl<F: Flight> TokenCell<F> {
     #[inline]
     pub fn fresh(&self, wall: SystemTime) -> Option<AccessToken> {
         let entry = self.entry.load();
-        let entry = entry.as_deref()?;
-        (entry.from <= wall && wall < entry.until).then(|| entry.token.clone())
+        Some(entry.as_deref()?.servable(wall)?.token.clone())
+    }
+
+    /// The fast path for a request to another API: the token as its `Authorization` value
+    /// ([`bearer::authorization`](crate::bearer::authorization)), built once per published
+    /// token and then shared (a reference count, not a copy of the token). `None` when
+    /// [`fresh`](Self::fresh) would be, or when the token is not a valid header value (the
+    /// slow path then says why).
+    #[inline]
+    pub fn fresh_authorization(&self, wall: SystemTime) -> Option<HeaderValue> {
+        let entry = self.entry.load();
+        let entry = entry.as_deref()?.servable(wall)?;
+        entry
+            .header
+            .get_or_init(|| crate::bearer::authorization(&entry.token).ok())
+            .clone()
     }
 
     fn publish(&self, state: &State<F>, now: Now) {
@@ -345,6 +371,7 @@ impl<F: Flight> TokenCell<F> {
             let until = now.wall.checked_add(left.min(RECHECK))?;
             Some(Arc::new(Entry {
                 token: token.clone(),
+                header: OnceLock::new(),
                 from: now.wall,
                 until,
             }))

@@ -497,6 +497,49 @@ fn invalidation_names_the_token_and_a_refused_one_is_never_adopted_again() {
 }
 
 #[test]
+fn the_cached_tokens_header_is_built_once_and_follows_the_token() {
+    let store = MemoryStore::new();
+    let cell = cell(TokenKind::Application, Seed::Empty);
+    let now = t0();
+    assert!(cell.fresh_authorization(now.wall).is_none());
+    Driver::new(&store, app_key(), now)
+        .answer(issued("A1", 100, None))
+        .run(lead(&cell, now))
+        .unwrap();
+    let first = cell.fresh_authorization(now.wall).unwrap();
+    assert_eq!(first, "Bearer A1");
+    assert!(first.is_sensitive());
+    // The second read shares the first one's bytes: no copy of the token per read.
+    let second = cell.fresh_authorization(now.wall).unwrap();
+    assert_eq!(first.as_bytes().as_ptr(), second.as_bytes().as_ptr());
+    // Served only in the same window as the token.
+    assert!(cell.fresh_authorization(now.wall + RECHECK).is_none());
+    // A refused token's header is gone with it, and the next token has its own.
+    cell.invalidate(&AccessToken::new("A1"));
+    assert!(cell.fresh_authorization(now.wall).is_none());
+    Driver::new(&store, app_key(), now)
+        .answer(issued("A2", 100, None))
+        .run(lead(&cell, now))
+        .unwrap();
+    assert_eq!(cell.fresh_authorization(now.wall).unwrap(), "Bearer A2");
+}
+
+#[test]
+fn a_token_that_is_no_header_value_is_not_served_as_one() {
+    let store = MemoryStore::new();
+    let cell = cell(TokenKind::Application, Seed::Empty);
+    let now = t0();
+    Driver::new(&store, app_key(), now)
+        .answer(issued("A1\nInjected: 1", 100, None))
+        .run(lead(&cell, now))
+        .unwrap();
+    // The token itself is served (it is the server's); as a header it is not, and the
+    // slow path's `bearer::authorization` says why.
+    assert!(cell.fresh(now.wall).is_some());
+    assert!(cell.fresh_authorization(now.wall).is_none());
+}
+
+#[test]
 fn expire_forces_the_next_call_to_fetch() {
     let store = MemoryStore::new();
     let cell = cell(TokenKind::Application, Seed::Empty);
