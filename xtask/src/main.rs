@@ -243,10 +243,11 @@ fn layering() -> Result<(), String> {
     // Default features: the bindings sign with the RSA code their TLS already links, never
     // the `rsa` crate (RUSTSEC-2023-0071, no fixed release).
     let default: &[&str] = &[];
-    let forbidden: [(&str, &[&str], &[&str]); 7] = [
+    let forbidden: [(&str, &[&str], &[&str]); 8] = [
         ("obauth-types", all, &["reqwest", "ureq", "hyper", "tokio"]),
         ("obauth-core", all, &["reqwest", "ureq", "hyper", "tokio"]),
         ("obauth-sqlite", all, &["reqwest", "ureq", "hyper", "tokio"]),
+        ("obauth-trace", all, &["reqwest", "ureq", "hyper", "tokio"]),
         (
             "obauth-redis",
             redis_blocking,
@@ -277,7 +278,7 @@ fn layering() -> Result<(), String> {
         }
     }
     println!(
-        "==> layering: types/core/sqlite/redis (blocking) free of HTTP clients and runtimes; blocking free of tokio (all features); bindings free of rsa (default features)"
+        "==> layering: types/core/sqlite/redis (blocking)/trace free of HTTP clients and runtimes; blocking free of tokio (all features); bindings free of rsa (default features)"
     );
     Ok(())
 }

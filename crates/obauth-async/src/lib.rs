@@ -84,14 +84,7 @@ pub(crate) async fn execute<O: Operation>(
     limit: CallLimit,
 ) -> Result<O::Output, Error> {
     let span = trace::call_span(op);
-    let calls = attempts(transport, policy, op, limit, &span);
-    #[cfg(feature = "tracing")]
-    {
-        use tracing::Instrument as _;
-        calls.instrument(span.clone()).await
-    }
-    #[cfg(not(feature = "tracing"))]
-    calls.await
+    trace::instrument(attempts(transport, policy, op, limit, &span), &span).await
 }
 
 async fn attempts<O: Operation>(
@@ -121,7 +114,9 @@ async fn attempts<O: Operation>(
     }
 }
 
-pub mod trace;
+/// What the binding tells `tracing` (feature `tracing`, on by default): the span
+/// `obauth.call` per API call and the token managers' events, their names and fields.
+pub use obauth_trace as trace;
 
 /// Sleeps on tokio's timer inside a runtime, and on a helper thread outside one (a custom
 /// transport on another executor), so that a retry never needs a reactor that is not there.

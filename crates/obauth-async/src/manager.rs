@@ -149,7 +149,7 @@ async fn drive(managed: &Managed, mut fetch: Fetch<Flight>) -> Result<AccessToke
     loop {
         let action = fetch.step(Now::system(), event);
         if let Some(notice) = fetch.take_notice() {
-            log_notice(key, notice);
+            trace::notice(key, notice);
         }
         trace::action(key, &action);
         event = match action {
@@ -247,16 +247,3 @@ impl UserTokens {
         authorization_header(&self.inner)
     }
 }
-
-/// Tells the log what a fetch noticed (see [`Notice`](obauth_core::manager::Notice)).
-#[cfg(feature = "tracing")]
-fn log_notice(key: &obauth_core::store::StoreKey, notice: obauth_core::manager::Notice) {
-    if notice.is_warning() {
-        tracing::warn!(store_key = %key, "{notice}");
-    } else {
-        tracing::info!(store_key = %key, "{notice}");
-    }
-}
-
-#[cfg(not(feature = "tracing"))]
-fn log_notice(_: &obauth_core::store::StoreKey, _: obauth_core::manager::Notice) {}

@@ -97,4 +97,6 @@ pub(crate) fn execute<O: Operation>(
     }
 }
 
-pub mod trace;
+/// What the binding tells `tracing` (feature `tracing`, on by default): the span
+/// `obauth.call` per API call and the token managers' events, their names and fields.
+pub use obauth_trace as trace;

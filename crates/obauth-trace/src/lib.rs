@@ -1,8 +1,15 @@
-//! What the binding tells `tracing` (feature `tracing`, on by default): one span per API
-//! call and events for its attempts and the token managers' decisions. Nothing here ever
-//! records a secret: the fields are names, numbers, statuses and the server's own request
-//! id, and error messages are obauth's (scrubbed of every secret the request carried).
+//! The `tracing` spans and events of obauth's bindings, written once for `obauth-async`
+//! and `obauth-blocking` (their feature `tracing`, on by default, turns on this crate's).
+//! For the bindings, not for applications: an application reads what is emitted with any
+//! `tracing` subscriber, and this page is the reference of its names and fields. Not a
+//! subscriber, not an exporter (see the guide for OpenTelemetry), and `obauth-types` and
+//! `obauth-core` stay free of `tracing`.
 //!
+//! Nothing here ever records a secret: the fields are names, numbers, statuses and the
+//! server's own request id, and error messages are obauth's (scrubbed of every secret the
+//! request carried).
+//!
+//! # Calls
 //! The span `obauth.call` (level INFO) has the fields `operation` (e.g.
 //! `truelayer.token.client_credentials`), `server` (`truelayer` or `worldline`), and, as
 //! they become known, `attempts`, `status` (the last HTTP status), `server_trace_id`,
@@ -10,7 +17,14 @@
 //! a retry's pause is a DEBUG event; the end of the call is a DEBUG event with the error's
 //! message when it failed.
 //!
-//! Without the feature every function here is empty and compiles away.
+//! # Token managers
+//! A fresh token served from memory is a TRACE event (`decision = "hit"`); the other
+//! decisions (`serve`, `wait`, `fetch`, `refresh early`) and each step of a fetch (store
+//! read and write, lease asked, waited on and released, the token request's grant type)
+//! are DEBUG events with the field `store_key`; what a fetch noticed (a store outage, once,
+//! and its end) is a WARN or INFO event.
+//!
+//! Without the feature `tracing` every function here is empty and compiles away.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +32,7 @@ use obauth_core::{Error, Operation};
 
 /// The span of one call (a disabled span without the feature).
 #[cfg(feature = "tracing")]
-pub(crate) fn call_span<O: Operation>(op: &O) -> tracing::Span {
+pub fn call_span<O: Operation>(op: &O) -> CallSpan {
     let name = op.name();
     tracing::info_span!(
         "obauth.call",
@@ -34,19 +48,52 @@ pub(crate) fn call_span<O: Operation>(op: &O) -> tracing::Span {
 
 /// The span of one call (a disabled span without the feature).
 #[cfg(not(feature = "tracing"))]
-pub(crate) fn call_span<O: Operation>(_: &O) -> Span {
-    Span
+pub fn call_span<O: Operation>(_: &O) -> CallSpan {
+    CallSpan
 }
 
 /// Stands in for `tracing::Span` without the feature.
 #[cfg(not(feature = "tracing"))]
-pub(crate) struct Span;
+#[derive(Clone, Debug)]
+pub struct CallSpan;
 
-#[cfg(feature = "tracing")]
-type Span = tracing::Span;
+#[cfg(not(feature = "tracing"))]
+impl CallSpan {
+    /// Does nothing, like entering a disabled span.
+    pub fn enter(&self) -> Entered {
+        Entered
+    }
+}
+
+/// Stands in for `tracing`'s entered-span guard without the feature.
+#[cfg(not(feature = "tracing"))]
+#[derive(Debug)]
+pub struct Entered;
 
 /// The span type of [`call_span`], with or without the feature.
-pub(crate) type CallSpan = Span;
+#[cfg(feature = "tracing")]
+pub type CallSpan = tracing::Span;
+
+/// `future` inside `span`: each of its polls enters the span (the future as it is, without
+/// the feature).
+#[cfg(feature = "tracing")]
+pub fn instrument<F: std::future::Future>(
+    future: F,
+    span: &CallSpan,
+) -> impl std::future::Future<Output = F::Output> {
+    use tracing::Instrument as _;
+    future.instrument(span.clone())
+}
+
+/// `future` inside `span`: each of its polls enters the span (the future as it is, without
+/// the feature).
+#[cfg(not(feature = "tracing"))]
+pub fn instrument<F: std::future::Future>(
+    future: F,
+    _: &CallSpan,
+) -> impl std::future::Future<Output = F::Output> {
+    future
+}
 
 #[cfg(feature = "tracing")]
 fn millis(since: Instant) -> u64 {
@@ -56,7 +103,7 @@ fn millis(since: Instant) -> u64 {
 /// What the last attempt saw, for the span's fields at the end (nothing is read when no
 /// one listens).
 #[derive(Default)]
-pub(crate) struct Seen {
+pub struct Seen {
     #[cfg(feature = "tracing")]
     status: Option<u16>,
     #[cfg(feature = "tracing")]
@@ -66,8 +113,8 @@ pub(crate) struct Seen {
 /// Records an attempt's outcome as an event, and notes its status and the server's
 /// request id for the span.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(crate) fn attempt<B>(
-    span: &Span,
+pub fn attempt<B>(
+    span: &CallSpan,
     seen: &mut Seen,
     attempt: u32,
     outcome: &Result<http::Response<B>, Error>,
@@ -107,7 +154,7 @@ pub(crate) fn attempt<B>(
 
 /// Records a retry's pause.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(crate) fn retry(pause: Duration) {
+pub fn retry(pause: Duration) {
     #[cfg(feature = "tracing")]
     tracing::debug!(
         pause_ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX),
@@ -117,8 +164,8 @@ pub(crate) fn retry(pause: Duration) {
 
 /// Records the end of a call.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(crate) fn done<T>(
-    span: &Span,
+pub fn done<T>(
+    span: &CallSpan,
     seen: &Seen,
     attempts: u32,
     result: &Result<T, Error>,
@@ -159,7 +206,7 @@ pub(crate) fn done<T>(
 /// the global level filter when no subscriber asks for TRACE.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 #[inline]
-pub(crate) fn hit(key: &obauth_core::store::StoreKey) {
+pub fn hit(key: &obauth_core::store::StoreKey) {
     #[cfg(feature = "tracing")]
     tracing::trace!(store_key = %key, decision = "hit", "obauth: token manager: hit");
 }
@@ -169,7 +216,7 @@ pub(crate) fn hit(key: &obauth_core::store::StoreKey) {
 /// caller leads one) or `refresh early` (a valid token is served while one fetch replaces
 /// it). A fresh token served from memory is [`hit`].
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(crate) fn decision(key: &obauth_core::store::StoreKey, decision: &'static str) {
+pub fn decision(key: &obauth_core::store::StoreKey, decision: &'static str) {
     #[cfg(feature = "tracing")]
     tracing::debug!(store_key = %key, decision, "obauth: token manager: {decision}");
 }
@@ -177,7 +224,7 @@ pub(crate) fn decision(key: &obauth_core::store::StoreKey, decision: &'static st
 /// What a token manager's fetch does next: the store reads and writes, the lease, the
 /// token request (its grant type, never the token), the wait on another holder.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(crate) fn action(key: &obauth_core::store::StoreKey, action: &obauth_core::manager::Action) {
+pub fn action(key: &obauth_core::store::StoreKey, action: &obauth_core::manager::Action) {
     #[cfg(feature = "tracing")]
     {
         use obauth_core::manager::{Action, Grant};
@@ -223,5 +270,17 @@ pub(crate) fn action(key: &obauth_core::store::StoreKey, action: &obauth_core::m
                 "obauth: token manager: fetch failed: {error}"
             ),
         }
+    }
+}
+
+/// Tells the log what a token manager's fetch noticed (see
+/// [`Notice`](obauth_core::manager::Notice)): a WARN or an INFO event.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub fn notice(key: &obauth_core::store::StoreKey, notice: obauth_core::manager::Notice) {
+    #[cfg(feature = "tracing")]
+    if notice.is_warning() {
+        tracing::warn!(store_key = %key, "{notice}");
+    } else {
+        tracing::info!(store_key = %key, "{notice}");
     }
 }
