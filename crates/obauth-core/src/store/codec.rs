@@ -175,7 +175,9 @@ pub fn decode(
             opened = open(sealing, key, body)?;
             &opened
         }
-        (None, Some(_)) if bytes.first() == Some(&b'{') => {
+        // Whatever the bytes are (JSON after a byte of whitespace parses as well as JSON):
+        // with a key, only a sealed record is read.
+        (None, Some(_)) => {
             return Err(sealed(
                 key,
                 "is not sealed, but a sealing key is set: it may have been planted; \
@@ -432,6 +434,20 @@ mod tests {
             let plain = encode(&record(), &key(), None, &mut OsRandom).unwrap();
             assert_eq!(
                 sealed_kind(&plain, &key(), Some(&sealing)),
+                StoreErrorKind::Sealed
+            );
+            // A planted plain record that does not start with `{` (JSON allows whitespace
+            // first) is refused all the same, as is anything else without the seal.
+            for prefix in [&b"\n"[..], b" ", b"\t\r\n "] {
+                let planted = [prefix, &plain[..]].concat();
+                assert!(decode(&planted, &key(), None).is_ok());
+                assert_eq!(
+                    sealed_kind(&planted, &key(), Some(&sealing)),
+                    StoreErrorKind::Sealed
+                );
+            }
+            assert_eq!(
+                sealed_kind(b"garbage", &key(), Some(&sealing)),
                 StoreErrorKind::Sealed
             );
         }
