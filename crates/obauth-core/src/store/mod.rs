@@ -475,40 +475,56 @@ impl StoreHandle for std::sync::Arc<dyn TokenStore> {
 /// A store's URL (`redis://`, `postgres://`) as it may be shown: the password of its
 /// user-info replaced by `***` (a lone user-info too, which Redis reads as a password), and
 /// so is the value of a `password=` query parameter (PostgreSQL reads one).
+///
+/// A password with an unencoded `/`, `?` or `#` in it ends the authority early for RFC 3986
+/// (`postgres://app:pa/ss@db/app`), but tokio-postgres reads the user-info up to the first
+/// `@` all the same: when the authority has no `@`, everything before the first `@` is
+/// masked as user-info. That may hide more than a password (an `@` in a path or a query),
+/// never less.
 pub fn url_without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "(not a URL)".to_owned();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let masked: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", masked.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
+    let at = rest[..authority_end].rfind('@').or_else(|| rest.find('@'));
+    let (masked_userinfo, rest) = match at {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let masked = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***@"),
                 // `redis://secret@host`: Redis reads a lone user-info as the password.
-                "***".to_owned()
+                None => "***@".to_owned(),
             };
-            format!("{scheme}://{masked}@{host}{tail}")
+            (masked, &rest[at + 1..])
         }
-        None => format!("{scheme}://{authority}{tail}"),
+        None => (String::new(), rest),
+    };
+    format!(
+        "{scheme}://{masked_userinfo}{}",
+        without_password_parameters(rest)
+    )
+}
+
+/// `text` with the value of every `password=` parameter (one that follows a `?` or a `&`)
+/// replaced by `***`.
+fn without_password_parameters(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(['?', '&']) {
+        shown.push_str(&rest[..=start]);
+        rest = &rest[start + 1..];
+        let end = rest.find(['&', '#']).unwrap_or(rest.len());
+        match rest[..end].split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                shown.push_str(name);
+                shown.push_str("=***");
+            }
+            _ => shown.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
     }
+    shown.push_str(rest);
+    shown
 }
 
 impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
@@ -593,6 +609,30 @@ mod tests {
         assert_eq!(
             url_without_password("redis://u:p@ss@h:1"),
             "redis://u:***@h:1"
+        );
+        // A password with what ends an authority in it: masked up to its `@`.
+        for (url, shown) in [
+            (
+                "postgres://app:s3cr/et@db.internal/app",
+                "postgres://app:***@db.internal/app",
+            ),
+            (
+                "postgres://app:s3?cr#et@db/app",
+                "postgres://app:***@db/app",
+            ),
+            ("redis://:a/b@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://s/cret@h", "redis://***@h"),
+        ] {
+            assert_eq!(url_without_password(url), shown, "{url}");
+        }
+        // An @ only in a query: more is hidden than needed, nothing secret is shown.
+        assert_eq!(
+            url_without_password("postgres://u@h/db?a=1&password=pw#f&password=x"),
+            "postgres://***@h/db?a=1&password=***#f&password=***"
+        );
+        assert_eq!(
+            url_without_password("postgres://h/db?application_name=me@x&password=pw"),
+            "postgres://***@x&password=***"
         );
     }
 
