@@ -51,7 +51,9 @@ return {1, version, ''}
 ///
 /// KEYS[1]: the lease key. ARGV[1]: the holder id; ARGV[2]: the time to live in
 /// milliseconds. Answers -1 when the caller holds the lease now, otherwise the other
-/// holder's milliseconds left (Redis's clock).
+/// holder's milliseconds left (Redis's clock). Another holder's lease that has lost its
+/// expiry (a `PERSIST`, a `RESTORE` without a time to live: `PTTL` answers -1, which would
+/// read as granted) is given the caller's time to live, so that it still ends.
 pub(crate) static TRY_LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -60,7 +62,12 @@ if holder == false or holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return -1
 end
-return redis.call('PTTL', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(ARGV[2])
+end
+return left
 "#,
     )
 });

@@ -337,6 +337,46 @@ fn a_record_that_obauth_did_not_write_is_corrupt_not_garbage() {
     );
 }
 
+#[test]
+fn another_holders_lease_without_an_expiry_is_held_and_then_ends() {
+    let server = RedisServer::start().unwrap();
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = key("persisted-lease");
+    let lease = format!("obauth:lease:{}", key.as_str());
+    // Another holder's lease whose expiry was taken away (PERSIST, a RESTORE without one).
+    let _: () = redis::cmd("SET")
+        .arg(&lease)
+        .arg("some-other-holder")
+        .query(&mut raw)
+        .unwrap();
+    let ttl = Duration::from_millis(300);
+    for (name, store) in both(&server.url()) {
+        let me = LeaseHolder::random(&mut OsRandom).unwrap();
+        let now = SystemTime::now();
+        match store.try_lease(&key, &me, ttl, now).unwrap() {
+            Lease::Held { until } => assert!(until > now && until <= now + ttl, "{name}"),
+            Lease::Granted => panic!("{name}: granted while another holder has it"),
+        }
+        // It has been given an end, and after it the lease is ours.
+        let left: i64 = redis::cmd("PTTL").arg(&lease).query(&mut raw).unwrap();
+        assert!(left > 0 && left <= 300, "{name}: {left}");
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(
+            store.try_lease(&key, &me, ttl, now).unwrap(),
+            Lease::Granted
+        );
+        store.release(&key, &me).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(&lease)
+            .arg("some-other-holder")
+            .query(&mut raw)
+            .unwrap();
+    }
+}
+
 /// Stops a process (SIGSTOP) or lets it go on (SIGCONT).
 fn signal(pid: u32, name: &str) {
     let status = std::process::Command::new("kill")
