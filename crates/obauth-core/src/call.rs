@@ -222,7 +222,12 @@ impl<'o, O: Operation> Call<'o, O> {
         random: &mut dyn RandomSource,
     ) -> Step<O::Output> {
         let mut error = match outcome.and_then(|response| self.op.parse_response(&response)) {
-            Ok(output) => return Step::Done(Ok(output)),
+            Ok(mut output) => {
+                if let Some(error) = O::error_in_output(&mut output) {
+                    self.secrets.scrub_error(error);
+                }
+                return Step::Done(Ok(output));
+            }
             Err(error) => error,
         };
         self.secrets.scrub_error(&mut error);

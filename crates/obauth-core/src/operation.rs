@@ -46,6 +46,14 @@ pub trait Operation {
         &self,
         response: &http::Response<B>,
     ) -> Result<Self::Output, Error>;
+
+    /// An error a successful output carries (a token manager's refresh answered with a new
+    /// refresh token and a refused rest), so that [`Call`](crate::Call) scrubs the request's
+    /// secrets out of it as it does out of a failed call's error. None by default.
+    fn error_in_output(output: &mut Self::Output) -> Option<&mut Error> {
+        let _ = output;
+        None
+    }
 }
 
 /// The inputs of a request that come from outside: the wall clock and randomness.

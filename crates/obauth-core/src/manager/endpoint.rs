@@ -211,6 +211,13 @@ impl Operation for TokenRequest<'_> {
         }
     }
 
+    fn error_in_output(output: &mut Answer) -> Option<&mut Error> {
+        match output {
+            Answer::Rotated { error, .. } => Some(error),
+            Answer::Issued(_) => None,
+        }
+    }
+
     fn parse_response<B: AsRef<[u8]>>(
         &self,
         response: &http::Response<B>,
@@ -376,6 +383,48 @@ mod tests {
                 .request(&Grant::Refresh(RefreshToken::new("r")))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_rotated_answers_error_is_scrubbed_of_the_requests_secrets() {
+        use crate::call::{Call, Step};
+        use crate::expiry::Now;
+        use crate::retry::RetryPolicy;
+
+        let config = TrueLayerConfig::new(Environment::Sandbox, "client")
+            .unwrap()
+            .with_client_secret("Argv-Secret-77".into());
+        let endpoint = TokenEndpoint::TrueLayerUser {
+            config,
+            connection: ConnectionName::new("alice").unwrap(),
+        };
+        let request = endpoint
+            .request(&Grant::Refresh(RefreshToken::new("Old-Refresh-9")))
+            .unwrap();
+        let mut call = Call::new(&request, RetryPolicy::never());
+        call.request(Now::system(), &mut crate::random::OsRandom)
+            .unwrap();
+        // A 2xx that quotes the request back where a number belongs: serde's message
+        // would carry the quoted text.
+        let body = r#"{"access_token":"a","expires_in":"client_secret=Argv-Secret-77 refresh_token=Old-Refresh-9","token_type":"Bearer","refresh_token":"r2"}"#;
+        match call.outcome(
+            Ok(answer(200, body)),
+            Now::system(),
+            &mut crate::random::OsRandom,
+        ) {
+            Step::Done(Ok(Answer::Rotated {
+                refresh_token,
+                error,
+            })) => {
+                assert_eq!(refresh_token.expose_secret(), "r2");
+                let shown = format!("{error} {error:?}");
+                assert!(!shown.contains("Argv-Secret-77"), "{shown}");
+                assert!(!shown.contains("Old-Refresh-9"), "{shown}");
+                assert!(shown.contains("<redacted>"), "{shown}");
+            }
+            Step::Done(other) => panic!("{other:?}"),
+            Step::Retry(_) => panic!("a 2xx is not retried"),
+        }
     }
 
     #[test]
