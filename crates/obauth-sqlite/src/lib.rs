@@ -52,6 +52,9 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// How long a call waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest [`SqliteStore::with_busy_timeout`] takes: what the other stores allow a call.
+pub const MAX_BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Token records in a SQLite file. `Debug` shows the path, never a token.
 pub struct SqliteStore {
     path: PathBuf,
@@ -97,8 +100,15 @@ impl SqliteStore {
     }
 
     /// Waits at most `timeout` (instead of [`BUSY_TIMEOUT`]) for another connection's write
-    /// lock before a call fails with [`StoreErrorKind::Unavailable`].
+    /// lock before a call fails with [`StoreErrorKind::Unavailable`]. Above zero and at most
+    /// [`MAX_BUSY_TIMEOUT`].
     pub fn with_busy_timeout(self, timeout: Duration) -> Result<Self, StoreError> {
+        if timeout.is_zero() || timeout > MAX_BUSY_TIMEOUT {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                "the SQLite busy timeout must be above zero and at most 60 s",
+            ));
+        }
         self.connection()
             .busy_timeout(timeout)
             .map_err(|error| self.failure(error))?;
@@ -338,8 +348,12 @@ impl TokenStore for SqliteStore {
             && other != me
             && expires_ms > now_ms
         {
-            let until = SystemTime::UNIX_EPOCH
-                + Duration::from_millis(u64::try_from(expires_ms).unwrap_or(0));
+            // A time past what this platform's clock holds: held; the caller asks again
+            // after its usual pause.
+            let until = u64::try_from(expires_ms)
+                .ok()
+                .and_then(|ms| SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)))
+                .unwrap_or(now);
             return Ok(Lease::Held { until });
         }
         let until = now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
@@ -401,6 +415,23 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         if metadata.permissions().mode() & 0o077 != 0 {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))
                 .map_err(|error| io("cannot be made private (mode 0600)", error))?;
+        }
+        // The write-ahead log and its index hold page images of the records: left behind
+        // (a crash) while the file was readable by others, they keep that mode, since SQLite
+        // sets a side file's mode only when it creates one.
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let side = Path::new(&side);
+            match std::fs::metadata(side) {
+                Ok(metadata) if metadata.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(side, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|error| {
+                            io("has a side file that cannot be made private", error)
+                        })?;
+                }
+                _ => {}
+            }
         }
     }
     drop(file);

@@ -139,6 +139,32 @@ fn the_file_and_its_journal_are_private_and_data_outlives_the_store() {
 }
 
 #[test]
+fn side_files_left_readable_are_narrowed_with_the_file() {
+    let dir = TempDir::new();
+    let path = dir.file("sides.db");
+    drop(SqliteStore::open(&path).unwrap());
+    // Another connection keeps the write-ahead log and its index in place (as a crash
+    // would), and someone made all three readable.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE IF NOT EXISTS t (x)")
+        .unwrap();
+    let side = |suffix: &str| PathBuf::from(format!("{}{suffix}", path.display()));
+    for file in [path.clone(), side("-wal"), side("-shm")] {
+        assert!(file.exists(), "{}", file.display());
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    for file in [path.clone(), side("-wal"), side("-shm")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    store
+        .compare_and_swap(&key(), Expect::Absent, &record("A1", "R1"))
+        .unwrap();
+    drop(other);
+}
+
+#[test]
 fn two_stores_on_one_file_share_records_and_leases() {
     let dir = TempDir::new();
     let path = dir.file("shared.db");
@@ -359,6 +385,30 @@ fn a_record_damaged_inside_a_healthy_file_is_corrupt_not_garbage() {
     assert_eq!(
         store.load(&key()).unwrap_err().kind(),
         StoreErrorKind::Corrupt
+    );
+}
+
+#[test]
+fn a_busy_timeout_out_of_bounds_is_refused() {
+    let dir = TempDir::new();
+    let path = dir.file("bounds.db");
+    for timeout in [
+        Duration::ZERO,
+        MAX_BUSY_TIMEOUT + Duration::from_millis(1),
+        // Past what SQLite's i32 milliseconds hold (rusqlite would panic).
+        Duration::from_secs(3_000_000),
+    ] {
+        let error = SqliteStore::open(&path)
+            .unwrap()
+            .with_busy_timeout(timeout)
+            .unwrap_err();
+        assert!(error.to_string().contains("busy timeout"), "{error}");
+    }
+    assert!(
+        SqliteStore::open(&path)
+            .unwrap()
+            .with_busy_timeout(MAX_BUSY_TIMEOUT)
+            .is_ok()
     );
 }
 
