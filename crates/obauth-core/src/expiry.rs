@@ -61,12 +61,17 @@ impl Age {
     }
 
     /// A token obtained (its request sent) at wall time `obtained`, as a stored record says,
-    /// seen at `now`. A time in the future (another host's clock ahead, or this one stepped
-    /// back since) counts as age zero.
+    /// seen at `now`. A time in the future (another host's clock ahead, this one stepped
+    /// back since, a record planted with a date to come) counts as that far in the past:
+    /// a clock off by a few seconds costs a token a few seconds, and a record dated a day
+    /// ahead is a day old, not fresh for a day.
     pub fn since(obtained: SystemTime, now: Now) -> Self {
         Self {
             at: now,
-            age: now.wall.duration_since(obtained).unwrap_or(Duration::ZERO),
+            age: now
+                .wall
+                .duration_since(obtained)
+                .unwrap_or_else(|ahead| ahead.duration()),
         }
     }
 
@@ -338,7 +343,13 @@ mod tests {
     fn records_age_from_their_wall_time() {
         let now = start();
         assert_eq!(Age::since(now.wall - secs(42), now).at(now), secs(42));
-        // Written by a host whose clock runs ahead: not negative, zero.
-        assert_eq!(Age::since(now.wall + secs(42), now).at(now), secs(0));
+        // Written by a host whose clock runs ahead: as old as it is far ahead, never
+        // younger than zero for as long as the date is to come.
+        assert_eq!(Age::since(now.wall + secs(42), now).at(now), secs(42));
+        let later = Now {
+            wall: now.wall + secs(10),
+            mono: now.mono + secs(10),
+        };
+        assert_eq!(Age::since(now.wall + secs(42), now).at(later), secs(52));
     }
 }

@@ -297,24 +297,33 @@ impl<F: Flight> Fetch<F> {
     fn unsaved_persisted(&mut self, now: Now, result: Result<Cas, StoreError>) -> Action {
         match result {
             Ok(Cas::Written(version)) => {
-                {
+                let kept = {
                     let mut state = self.state();
                     state.version = Some(version);
                     if let Some(unsaved) = state.unsaved.take() {
                         let age = Age::since(unsaved.record.obtained_at, now);
                         state.set_current(&unsaved.record, age, &self.cell.options.expiry);
                     }
-                }
+                    std::mem::take(&mut state.lease_kept)
+                };
                 match self.fresh_in_memory(now) {
-                    // Written without another refresh: serve what was obtained.
-                    Some(token) => self.finish(now, Ok(token)),
+                    // Written without another refresh: serve what was obtained, and give
+                    // back the lease kept for this write (a no-op if it ran out meanwhile).
+                    Some(token) => {
+                        self.leased = kept;
+                        self.finish(now, Ok(token))
+                    }
+                    // The fetch goes on: it takes (renews) the lease, and gives it back.
                     None => self.load(),
                 }
             }
             Ok(Cas::Conflict(_)) => {
                 // Someone else wrote since: theirs is as new as ours, and is what every
                 // other process now sees. Drop ours and carry on from the store.
-                self.state().unsaved = None;
+                let mut state = self.state();
+                state.unsaved = None;
+                state.lease_kept = false;
+                drop(state);
                 self.load()
             }
             Err(error) if self.degrades(&error) => {
@@ -397,11 +406,11 @@ impl<F: Flight> Fetch<F> {
             return self.grant(now);
         }
         match self.left(now) {
-            Some(ttl) => {
+            Some(left) => {
                 self.step = Step::Lease;
                 Action::Lease {
                     holder: self.cell.holder,
-                    ttl,
+                    ttl: left.saturating_add(super::LEASE_GRACE),
                 }
             }
             None if self.waited => self.finish(now, Err(lease_timeout())),
@@ -649,10 +658,20 @@ impl<F: Flight> Fetch<F> {
         self.finish(now, then)
     }
 
-    /// Ends the fetch with `result`, giving the lease back first if it is held.
+    /// Ends the fetch with `result`, giving the lease back first if it is held, unless
+    /// tokens the store has not accepted are left: then the lease is kept (it runs out), so
+    /// that no other process presents the refresh token they replaced before this one has
+    /// written them.
     fn finish(&mut self, now: Now, result: Result<AccessToken, Error>) -> Action {
         if self.leased {
             self.leased = false;
+            let mut state = self.state();
+            if state.unsaved.is_some() {
+                state.lease_kept = true;
+                drop(state);
+                return self.done(now, result);
+            }
+            drop(state);
             self.step = Step::Release(result);
             return Action::Release {
                 holder: self.cell.holder,

@@ -27,8 +27,13 @@
 //! kept in memory from the moment it arrives until the store has it, so no failure in
 //! between loses it.
 //!
-//! Every fetch has one deadline ([`ManagerOptions::deadline`]) for all of it; it is also the
-//! lease's lifetime, so a process that dies holding the lease holds it no longer.
+//! Every fetch has one deadline ([`ManagerOptions::deadline`]) for all of it. The lease
+//! lives for what is left of it plus [`LEASE_GRACE`], the time the write after the answer
+//! may take, so that the lease does not run out between the token request and the write;
+//! a process that dies holding the lease holds it no longer than that. If the write of a
+//! rotated refresh token fails, the lease is not given back: it runs out, and until then
+//! no other process presents the spent refresh token, while this one writes the new one
+//! first thing on its next call (and then gives the lease back).
 //!
 //! Dropping a [`Fetch`] before it is done (a panic in a store, a runtime shutting down, a
 //! task never polled) ends its flight: the waiters are woken with an error, and the next
@@ -58,6 +63,10 @@ use crate::store::{Expect, LeaseHolder, StoreKey, TokenRecord};
 /// The longest the fast path serves a token without the machine looking at both clocks
 /// again: a wall clock stepped back can stretch a token's life by at most this much.
 pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// How long a store lease outlives its fetch's deadline: the time the record's write may
+/// take after the token request's answer (a busy SQLite file, a slow Redis or PostgreSQL).
+pub const LEASE_GRACE: Duration = Duration::from_secs(10);
 
 /// The first pause before refreshing again after an early refresh failed.
 pub const EARLY_RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -204,6 +213,9 @@ struct State<F> {
     version: Option<u64>,
     /// Tokens obtained that the store has not accepted yet: written before anything else.
     unsaved: Option<Unsaved>,
+    /// The lease was kept when `unsaved` could not be written (see the module docs): the
+    /// fetch that writes them gives it back.
+    lease_kept: bool,
     /// The last access token a caller reported refused: never adopted again from a store.
     rejected: Option<AccessToken>,
     /// The refresh token the server refused, and its answer.
@@ -315,6 +327,7 @@ impl<F: Flight> TokenCell<F> {
                 refresh_token,
                 version: None,
                 unsaved,
+                lease_kept: false,
                 rejected: None,
                 dead: None,
                 forced: false,

@@ -334,6 +334,38 @@ fn a_fresh_record_another_process_wrote_is_adopted_without_a_request() {
 }
 
 #[test]
+fn a_record_dated_in_the_future_is_not_fresh_for_that_long() {
+    let store = MemoryStore::new();
+    let now = t0();
+    // A writer whose clock runs a day ahead, or a planted record: were it age zero, it would
+    // be adopted, and re-adopted by every fetch, for a day.
+    store
+        .compare_and_swap(
+            &app_key(),
+            Expect::Absent,
+            &record(Some("AHEAD"), now.wall + secs(86_400), 3600, None),
+        )
+        .unwrap();
+    let cell = cell(TokenKind::Application, Seed::Empty);
+    let mut driver = Driver::new(&store, app_key(), now).answer(issued("A1", 3600, None));
+    assert_eq!(token(driver.run(lead(&cell, now))), "A1");
+    assert!(driver.did.contains(&Did::Send(None)));
+    // A few seconds ahead (clocks of two hosts) costs the token as much, no more.
+    let store = MemoryStore::new();
+    store
+        .compare_and_swap(
+            &app_key(),
+            Expect::Absent,
+            &record(Some("SKEWED"), now.wall + secs(3), 100, None),
+        )
+        .unwrap();
+    let skewed = self::cell(TokenKind::Application, Seed::Empty);
+    let mut driver = Driver::new(&store, app_key(), now);
+    assert_eq!(token(driver.run(lead(&skewed, now))), "SKEWED");
+    assert_eq!(driver.did, [Did::Load]);
+}
+
+#[test]
 fn a_record_that_is_due_or_expired_is_refreshed_not_adopted() {
     let store = MemoryStore::new();
     let now = t0();
@@ -853,21 +885,34 @@ fn a_refused_write_keeps_the_rotated_token_and_the_next_call_writes_it_without_r
             Did::Load,
             Did::Send(Some("R1".into())),
             Did::Persist(Expect::Absent),
-            Did::Release
         ]
     );
     assert_eq!(cell.refresh_token().unwrap().expose_secret(), "R2");
     assert!(cell.fresh(now.wall).is_none());
+    // The lease is kept, not given back: another process cannot take it and present the
+    // spent R1 while the store still holds it, until the lease runs out.
+    let other = LeaseHolder::random(&mut OsRandom).unwrap();
+    assert!(matches!(
+        store.try_lease(&user_key(), &other, secs(1), now.wall),
+        Ok(Lease::Held { .. })
+    ));
     // Still down: the next call tries the write first and does not refresh.
     let mut driver = Driver::new(&store, user_key(), now);
     assert!(driver.run(lead(&cell, now)).is_err());
     assert_eq!(driver.did, [Did::Persist(Expect::Absent)]);
-    // Back up: written, and the access token obtained with it is served, no new request.
+    // Back up: written, and the access token obtained with it is served, no new request;
+    // the lease goes back.
     *store.down.lock().unwrap() = false;
     let later = at(now, secs(5));
     let mut driver = Driver::new(&store, user_key(), later);
     assert_eq!(token(driver.run(lead(&cell, later))), "U2");
-    assert_eq!(driver.did, [Did::Persist(Expect::Absent)]);
+    assert_eq!(driver.did, [Did::Persist(Expect::Absent), Did::Release]);
+    assert_eq!(
+        store
+            .try_lease(&user_key(), &other, secs(1), later.wall)
+            .unwrap(),
+        Lease::Granted
+    );
     let stored = store.load(&user_key()).unwrap().unwrap();
     assert_eq!(stored.record.refresh_token.unwrap().expose_secret(), "R2");
     // Its age counted from the request, not from the write.
@@ -1364,7 +1409,8 @@ fn the_send_action_carries_the_fetch_deadline() {
         event = match fetch.step(now, event) {
             Action::Load => Event::Loaded(store.load(&app_key())),
             Action::Lease { holder, ttl } => {
-                assert_eq!(ttl, secs(30));
+                // What is left of the deadline, and the grace for the write after it.
+                assert_eq!(ttl, secs(30) + LEASE_GRACE);
                 Event::Leased(store.try_lease(&app_key(), &holder, ttl, now.wall))
             }
             Action::Send { deadline, .. } => {
@@ -1672,7 +1718,7 @@ fn a_write_refused_after_an_early_refresh_keeps_serving_the_old_token_and_writes
     assert_eq!(serve.expose_secret(), "U1");
     let mut driver = Driver::new(&store, user_key(), later);
     assert_eq!(token(driver.run(fetch)), "U2");
-    assert_eq!(driver.did, [Did::Persist(Expect::Version(1))]);
+    assert_eq!(driver.did, [Did::Persist(Expect::Version(1)), Did::Release]);
     assert_eq!(served(&cell, later), "U2");
     // Even a token fresh by its age counts as due while something waits to be written.
     let fresh_but_unwritten = super::tests::cell(TokenKind::User, Seed::Empty);
@@ -1767,10 +1813,11 @@ fn a_forced_refresh_whose_write_was_refused_is_not_repeated() {
         }
     };
     assert!(matches!(result, Err(Error::Store(_))));
-    // The next call writes the kept tokens and serves them: no second refresh.
+    // The next call writes the kept tokens and serves them: no second refresh; the lease
+    // kept for them is given back.
     let mut driver = Driver::new(&store, user_key(), now);
     assert_eq!(token(driver.run(lead(&cell, now))), "U2");
-    assert_eq!(driver.did, [Did::Persist(Expect::Version(1))]);
+    assert_eq!(driver.did, [Did::Persist(Expect::Version(1)), Did::Release]);
 }
 
 #[test]
