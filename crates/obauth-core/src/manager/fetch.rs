@@ -410,7 +410,7 @@ impl<F: Flight> Fetch<F> {
                 self.step = Step::Lease;
                 Action::Lease {
                     holder: self.cell.holder,
-                    ttl: left.saturating_add(super::LEASE_GRACE),
+                    ttl: left.saturating_add(self.cell.options.lease_grace),
                 }
             }
             None if self.waited => self.finish(now, Err(lease_timeout())),

@@ -28,9 +28,10 @@
 //! between loses it.
 //!
 //! Every fetch has one deadline ([`ManagerOptions::deadline`]) for all of it. The lease
-//! lives for what is left of it plus [`LEASE_GRACE`], the time the write after the answer
-//! may take, so that the lease does not run out between the token request and the write;
-//! a process that dies holding the lease holds it no longer than that. If the write of a
+//! lives for what is left of it plus a grace ([`ManagerOptions::lease_grace`], 10 s by
+//! default) for the write after the answer, so that it does not run out between the token
+//! request and the write; a process that dies holding the lease holds it no longer than
+//! that. If the write of a
 //! rotated refresh token fails, the lease is not given back: it runs out, and until then
 //! no other process presents the spent refresh token, while this one writes the new one
 //! first thing on its next call (and then gives the lease back).
@@ -64,8 +65,9 @@ use crate::store::{Expect, LeaseHolder, StoreKey, TokenRecord};
 /// again: a wall clock stepped back can stretch a token's life by at most this much.
 pub const RECHECK: Duration = Duration::from_secs(1);
 
-/// How long a store lease outlives its fetch's deadline: the time the record's write may
-/// take after the token request's answer (a busy SQLite file, a slow Redis or PostgreSQL).
+/// How long a store lease outlives its fetch's deadline by default
+/// ([`ManagerOptions::lease_grace`]): the time the record's write may take after the token
+/// request's answer (a busy SQLite file, a slow Redis or PostgreSQL).
 pub const LEASE_GRACE: Duration = Duration::from_secs(10);
 
 /// The first pause before refreshing again after an early refresh failed.
@@ -80,9 +82,14 @@ pub struct ManagerOptions {
     /// When a token counts as due and as expired.
     pub expiry: ExpiryPolicy,
     /// One deadline for a whole fetch: reading the store, waiting for another process's
-    /// lease, every attempt and retry of the token request, writing the record. Also the
-    /// lifetime of the store lease. Default 60 s; above zero and at most an hour.
+    /// lease, every attempt and retry of the token request, writing the record. Default
+    /// 60 s; above zero and at most an hour.
     pub deadline: Duration,
+    /// How long the store lease outlives what is left of the deadline when it is taken, so
+    /// that it does not run out between the token request's answer and the write. Also how
+    /// much longer than the deadline a process that dies holding it delays the others.
+    /// Default [`LEASE_GRACE`] (10 s); at most 10 minutes.
+    pub lease_grace: Duration,
     /// How often a process waiting for another's lease reads the store again. Default
     /// 50 ms; above zero and at most the deadline.
     pub lease_poll: Duration,
@@ -104,6 +111,7 @@ impl Default for ManagerOptions {
         Self {
             expiry: ExpiryPolicy::default(),
             deadline: Duration::from_secs(60),
+            lease_grace: LEASE_GRACE,
             lease_poll: Duration::from_millis(50),
             refresh_without_store: false,
         }
@@ -117,6 +125,12 @@ impl ManagerOptions {
             return Err(InvalidInput::new(
                 "fetch deadline",
                 "must be above zero and at most one hour",
+            ));
+        }
+        if self.lease_grace > Duration::from_secs(600) {
+            return Err(InvalidInput::new(
+                "lease grace",
+                "must be at most ten minutes",
             ));
         }
         if self.lease_poll.is_zero() || self.lease_poll > self.deadline {

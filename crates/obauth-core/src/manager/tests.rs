@@ -62,6 +62,7 @@ fn options() -> ManagerOptions {
             refresh_fraction: 1.0,
         },
         deadline: secs(30),
+        lease_grace: LEASE_GRACE,
         lease_poll: Duration::from_millis(50),
         refresh_without_store: false,
     }
@@ -1653,6 +1654,10 @@ fn options_are_checked() {
             lease_poll: secs(61),
             ..Default::default()
         },
+        ManagerOptions {
+            lease_grace: secs(601),
+            ..Default::default()
+        },
     ];
     for options in bad {
         assert!(options.check().is_err(), "{options:?}");
@@ -1661,6 +1666,7 @@ fn options_are_checked() {
         ManagerOptions {
             deadline: secs(3600),
             lease_poll: secs(3600),
+            lease_grace: Duration::ZERO,
             ..Default::default()
         }
         .check()

@@ -227,6 +227,8 @@ fn run() -> Result<bool, String> {
     };
     let options = ManagerOptions {
         deadline: Duration::from_millis(args.number("deadline-ms", 20_000)?),
+        // Short by default here: the tests kill lease holders and wait their leases out.
+        lease_grace: Duration::from_millis(args.number("lease-grace-ms", 200)?),
         lease_poll: Duration::from_millis(args.number("lease-poll-ms", 25)?),
         ..ManagerOptions::default()
     };
