@@ -514,6 +514,10 @@ impl<F: Flight> Fetch<F> {
                     // Refused before: asking again would only be refused again.
                     return self.finish(now, Err(Error::ReauthenticationRequired(dead)));
                 }
+                let floor = super::MIN_REFRESH_TIME.min(self.cell.options.deadline / 4);
+                if self.left(now).is_none_or(|left| left < floor) {
+                    return self.finish(now, Err(deadline_passed()));
+                }
                 self.presented = Some(refresh_token.clone());
                 self.send(Grant::Refresh(refresh_token))
             }

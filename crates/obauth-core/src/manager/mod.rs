@@ -70,6 +70,12 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 /// request's answer (a busy SQLite file, a slow Redis or PostgreSQL).
 pub const LEASE_GRACE: Duration = Duration::from_secs(10);
 
+/// The least time left of a fetch's deadline (or a quarter of the deadline, if that is
+/// less) with which a refresh token is presented. Cut short, a refresh request may still
+/// reach the server, which then rotates the token into an answer no one reads: with less
+/// time left, the fetch ends with a deadline error and the refresh token stays valid.
+pub const MIN_REFRESH_TIME: Duration = Duration::from_secs(2);
+
 /// The first pause before refreshing again after an early refresh failed.
 pub const EARLY_RETRY_FIRST: Duration = Duration::from_secs(1);
 

@@ -1400,6 +1400,38 @@ fn the_deadline_passing_before_the_lease_is_a_timeout() {
 }
 
 #[test]
+fn a_refresh_token_is_not_presented_in_the_last_moments_of_the_deadline() {
+    // A user fetch that gets the lease with 1.5 s of its 30 s left: were the refresh sent
+    // and cut short, the server could rotate the token into an answer no one reads.
+    let run = |left: Duration| {
+        let store = MemoryStore::new();
+        let cell = cell(TokenKind::User, Seed::RefreshToken(RefreshToken::new("R1")));
+        let now = t0();
+        let late = at(now, secs(30) - left);
+        let mut fetch = lead(&cell, now);
+        let mut event = Event::Start;
+        loop {
+            event = match fetch.step(late, event) {
+                Action::Load => Event::Loaded(store.load(&user_key())),
+                Action::Lease { holder, ttl } => {
+                    Event::Leased(store.try_lease(&user_key(), &holder, ttl, late.wall))
+                }
+                Action::Release { holder } => Event::Released(store.release(&user_key(), &holder)),
+                Action::Send { .. } => break None,
+                Action::Done(result) => break Some(result),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    match run(Duration::from_millis(1500)) {
+        Some(Err(Error::Timeout(timeout))) => assert_eq!(timeout.phase, TimeoutPhase::Deadline),
+        other => panic!("expected a deadline error without a request: {other:?}"),
+    }
+    // With MIN_REFRESH_TIME left, it is sent.
+    assert!(run(MIN_REFRESH_TIME).is_none());
+}
+
+#[test]
 fn the_send_action_carries_the_fetch_deadline() {
     let store = MemoryStore::new();
     let cell = cell(TokenKind::Application, Seed::Empty);
