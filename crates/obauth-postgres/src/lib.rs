@@ -19,7 +19,8 @@
 //! * **Compare-and-swap.** Every write compares the version in a transaction: a replica
 //!   that read version 3 cannot overwrite version 4.
 //! * **Single-flight on the database.** A lease is a session-level advisory lock
-//!   (`pg_try_advisory_lock`) held on a connection of its own until the fetch ends; a
+//!   (`pg_try_advisory_lock`) held on a connection of its own until the fetch ends or its
+//!   time to live runs out (the connection is then closed, as Redis lets a key expire); a
 //!   replica that dies mid-refresh loses its session and with it the lock, and another
 //!   takes over. No second system is needed.
 //! * **Bounded.** Every call has a timeout ([`DEFAULT_TIMEOUT`], or
@@ -43,7 +44,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, PoolError, RecyclingMethod};
@@ -84,8 +85,11 @@ pub struct PostgresStore {
     sealing: Option<SealingKey>,
     timeout: Duration,
     /// The connections that hold this process's leases, by key and holder.
-    leases: Mutex<HashMap<(String, LeaseHolder), LeaseConnection>>,
+    leases: Arc<Leases>,
 }
+
+/// The connections that hold a store's leases, by key and holder.
+type Leases = Mutex<HashMap<(String, LeaseHolder), LeaseConnection>>;
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,7 +145,7 @@ impl PostgresStore {
             table: Table::default(),
             sealing,
             timeout: DEFAULT_TIMEOUT,
-            leases: Mutex::new(HashMap::new()),
+            leases: Arc::new(Mutex::new(HashMap::new())),
         };
         Ok(store)
     }
@@ -157,7 +161,7 @@ impl PostgresStore {
             table: Table::default(),
             sealing: key,
             timeout: DEFAULT_TIMEOUT,
-            leases: Mutex::new(HashMap::new()),
+            leases: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -369,6 +373,36 @@ impl PostgresStore {
     }
 }
 
+/// Ends the lease `id` when its time runs out, whether or not this process calls the store
+/// again: its connection is closed and the server lets the lock go, as Redis lets a key
+/// expire. A lease renewed meanwhile is waited on until its new end; one given back is
+/// left alone. Outside a tokio runtime, the next `try_lease` of the store ends it instead.
+fn expire_at(leases: &Arc<Leases>, id: (String, LeaseHolder), mut until: std::time::Instant) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let leases = Arc::downgrade(leases);
+    runtime.spawn(async move {
+        loop {
+            tokio::time::sleep_until(until.into()).await;
+            let Some(leases) = leases.upgrade() else {
+                return;
+            };
+            let mut held = leases.lock().unwrap_or_else(PoisonError::into_inner);
+            match held.get(&id) {
+                Some(lease) if lease.until > std::time::Instant::now() => until = lease.until,
+                Some(_) => {
+                    let ended = held.remove(&id);
+                    drop(held);
+                    drop(ended);
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+}
+
 /// A connection that may hold an advisory lock. Dropped without [`give_back`](Self::give_back)
 /// (a lease never released, its time run out, a call cancelled mid-way, the store dropped),
 /// it is closed rather than pooled: the server lets the lock go with the session, and no
@@ -538,8 +572,11 @@ impl AsyncTokenStore for PostgresStore {
             // here: their connections close, and the server lets the locks go.
             let instant = std::time::Instant::now();
             leases.retain(|_, held| held.until > instant);
-            if leases.contains_key(&id) {
-                // Held on its own connection since it was taken: nothing to renew.
+            if let Some(held) = leases.get_mut(&id) {
+                // Held on its own connection since it was taken: it lasts `ttl` from now.
+                held.until = held
+                    .until
+                    .max(instant.checked_add(ttl).unwrap_or(held.until));
                 return Ok(Lease::Granted);
             }
         }
@@ -566,10 +603,12 @@ impl AsyncTokenStore for PostgresStore {
                     until: now.checked_add(ttl).unwrap_or(now),
                 });
             }
+            let until = connection.until;
             self.leases
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, connection);
+                .insert(id.clone(), connection);
+            expire_at(&self.leases, id, until);
             Ok(Lease::Granted)
         })
         .await

@@ -402,6 +402,53 @@ async fn a_store_on_the_applications_own_pool_shares_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_runs_out_by_itself_and_a_renewal_moves_its_end() {
+    let server = PostgresServer::start().unwrap();
+    let a = migrated(&server).await;
+    let b = PostgresStore::open(&server.url()).unwrap();
+    let advisory = || {
+        server
+            .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let key = key("kept");
+    let kept = holder();
+    let now = SystemTime::now();
+    let ttl = Duration::from_millis(400);
+    assert_eq!(
+        a.try_lease(&key, &kept, ttl, now).await.unwrap(),
+        Lease::Granted
+    );
+    // Renewed half-way: it lasts 400 ms from then, not from when it was taken.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        a.try_lease(&key, &kept, ttl, now).await.unwrap(),
+        Lease::Granted
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(matches!(
+        b.try_lease(&key, &holder(), ttl, now).await.unwrap(),
+        Lease::Held { .. }
+    ));
+    // Never given back (a write of rotated tokens failed, a fetch dropped), and `a` is not
+    // called again: the lock goes all the same when its time is up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while advisory() != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run-out lease kept its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        b.try_lease(&key, &holder(), ttl, now).await.unwrap(),
+        Lease::Granted
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_never_given_back_ends_with_its_time_or_its_store_and_never_returns_to_the_pool() {
     let server = PostgresServer::start().unwrap();
     let advisory = || {
