@@ -131,6 +131,11 @@ enum Step {
         then: Result<AccessToken, Error>,
     },
     Release(Result<AccessToken, Error>),
+    /// Giving back the lease kept for tokens just written (see the cell's
+    /// `kept_lease`); then serving them (`written`) or going on from the store.
+    ReleaseKept {
+        written: bool,
+    },
     /// Between taking the step and setting the next: never seen unless a step panicked.
     Busy,
     Done,
@@ -242,6 +247,13 @@ impl<F: Flight> Fetch<F> {
         match (std::mem::replace(&mut self.step, Step::Busy), event) {
             (Step::Start, Event::Start) => self.start(),
             (Step::PersistUnsaved, Event::Persisted(result)) => self.unsaved_persisted(now, result),
+            (Step::ReleaseKept { written }, Event::Released(_)) => {
+                if written {
+                    self.unsaved_written(now)
+                } else {
+                    self.load()
+                }
+            }
             (Step::Load, Event::Loaded(result)) => self.loaded(now, result),
             (Step::LoadPrevious, Event::Loaded(result)) => self.loaded_previous(now, result),
             (Step::MovePrevious, Event::Persisted(result)) => match result {
@@ -304,27 +316,21 @@ impl<F: Flight> Fetch<F> {
                         let age = Age::since(unsaved.record.obtained_at, now);
                         state.set_current(&unsaved.record, age, &self.cell.options.expiry);
                     }
-                    std::mem::take(&mut state.lease_kept)
+                    state.kept_lease.take()
                 };
-                match self.fresh_in_memory(now) {
-                    // Written without another refresh: serve what was obtained, and give
-                    // back the lease kept for this write (a no-op if it ran out meanwhile).
-                    Some(token) => {
-                        self.leased = kept;
-                        self.finish(now, Ok(token))
-                    }
-                    // The fetch goes on: it takes (renews) the lease, and gives it back.
-                    None => self.load(),
-                }
+                self.release_kept(kept, true)
+                    .unwrap_or_else(|| self.unsaved_written(now))
             }
             Ok(Cas::Conflict(_)) => {
                 // Someone else wrote since: theirs is as new as ours, and is what every
                 // other process now sees. Drop ours and carry on from the store.
-                let mut state = self.state();
-                state.unsaved = None;
-                state.lease_kept = false;
-                drop(state);
-                self.load()
+                let kept = {
+                    let mut state = self.state();
+                    state.unsaved = None;
+                    state.kept_lease.take()
+                };
+                self.release_kept(kept, false)
+                    .unwrap_or_else(|| self.load())
             }
             Err(error) if self.degrades(&error) => {
                 // Still out of reach, and the user chose to go on without it: the tokens
@@ -339,6 +345,24 @@ impl<F: Flight> Fetch<F> {
                 }
             }
             Err(error) => self.finish(now, Err(Error::Store(error))),
+        }
+    }
+
+    /// Gives back the lease kept for the tokens just written (or dropped on a conflict),
+    /// if one was: nothing waits for it any more. A no-op in the store if it ran out and
+    /// another holder has it now.
+    fn release_kept(&mut self, kept: Option<LeaseHolder>, written: bool) -> Option<Action> {
+        let holder = kept?;
+        self.step = Step::ReleaseKept { written };
+        Some(Action::Release { holder })
+    }
+
+    /// After the tokens left unsaved were written: serve what was obtained with them if it
+    /// is fresh (no second refresh), or go on from the store.
+    fn unsaved_written(&mut self, now: Now) -> Action {
+        match self.fresh_in_memory(now) {
+            Some(token) => self.finish(now, Ok(token)),
+            None => self.load(),
         }
     }
 
@@ -671,7 +695,7 @@ impl<F: Flight> Fetch<F> {
             self.leased = false;
             let mut state = self.state();
             if state.unsaved.is_some() {
-                state.lease_kept = true;
+                state.kept_lease = Some(self.cell.holder);
                 drop(state);
                 return self.done(now, result);
             }

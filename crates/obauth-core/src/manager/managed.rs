@@ -98,11 +98,13 @@ impl<F: Flight, T: ?Sized, S: StoreHandle> Managed<F, T, S> {
     }
 
     /// The same token with other settings: a new cell. Nothing cached carries over, but
-    /// tokens not yet written do (the new cell writes them first), and so does a user's
-    /// refresh token known in memory (a record in the store still wins over that).
+    /// tokens not yet written do (the new cell writes them first, then gives back the lease
+    /// kept for them), and so does a user's refresh token known in memory (a record in the
+    /// store still wins over that).
     fn reconfigured(&self, store: S, options: ManagerOptions) -> Self {
         let seed = self.cell.handover();
-        Self::keyed(
+        let kept_lease = self.cell.state().kept_lease;
+        let new = Self::keyed(
             self.endpoint.clone(),
             self.key.clone(),
             Arc::clone(&self.transport),
@@ -110,7 +112,11 @@ impl<F: Flight, T: ?Sized, S: StoreHandle> Managed<F, T, S> {
             store,
             options,
             seed,
-        )
+        );
+        // The lease kept for the unwritten tokens goes with them: the new cell gives it
+        // back once it has written them.
+        new.cell.state().kept_lease = kept_lease;
+        new
     }
 
     /// The same token kept in `store`.

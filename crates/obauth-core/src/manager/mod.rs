@@ -233,9 +233,10 @@ struct State<F> {
     version: Option<u64>,
     /// Tokens obtained that the store has not accepted yet: written before anything else.
     unsaved: Option<Unsaved>,
-    /// The lease was kept when `unsaved` could not be written (see the module docs): the
-    /// fetch that writes them gives it back.
-    lease_kept: bool,
+    /// The holder whose lease was kept when `unsaved` could not be written (see the module
+    /// docs): the fetch that writes them gives it back. A reconfigured manager's new cell
+    /// inherits it with the tokens.
+    kept_lease: Option<LeaseHolder>,
     /// The last access token a caller reported refused: never adopted again from a store.
     rejected: Option<AccessToken>,
     /// The refresh token the server refused, and its answer.
@@ -347,7 +348,7 @@ impl<F: Flight> TokenCell<F> {
                 refresh_token,
                 version: None,
                 unsaved,
-                lease_kept: false,
+                kept_lease: None,
                 rejected: None,
                 dead: None,
                 forced: false,
