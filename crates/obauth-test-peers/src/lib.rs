@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 mod browserless;
+pub mod hostile;
 mod postgres;
 mod protected;
 mod tracing_recorder;
