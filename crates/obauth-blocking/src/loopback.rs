@@ -32,13 +32,9 @@ use std::time::Duration;
 use obauth_core::truelayer::auth_dialog::AuthorizationCallback;
 pub use obauth_core::truelayer::loopback::ReceiveError;
 use obauth_core::truelayer::loopback::{
-    Event, LoopbackRedirect, RedirectReceiver, Refusals, RequestReader, encode_response,
+    CONNECTION_TIMEOUT, Event, LoopbackRedirect, MAX_CONNECTIONS, RedirectReceiver, Refusals,
+    RequestReader, encode_response,
 };
-
-/// How long one connection may take to send its request, and to take the answer.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 32;
 
 enum Message {
     Outcome(Result<AuthorizationCallback, obauth_core::CallbackError>),

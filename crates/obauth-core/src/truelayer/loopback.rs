@@ -38,6 +38,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -48,6 +49,11 @@ use crate::error::{CallbackError, InvalidInput};
 
 /// The largest request head (request line and headers) the receiver reads.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// How long one connection to a listener may take to send its request, and then to take
+/// the answer (a browser opens speculative connections that may never send anything).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many connections a listener serves at once; more wait to be accepted.
+pub const MAX_CONNECTIONS: usize = 32;
 /// The largest request body (a `form_post` form) the receiver reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The most headers a request may carry.
@@ -698,7 +704,7 @@ pub enum ReceiveError {
     /// it to free the port.
     TimedOut {
         /// How long this wait lasted.
-        waited: std::time::Duration,
+        waited: Duration,
     },
     /// The wait was cancelled (Ctrl-C, say): nothing was received.
     Cancelled,
