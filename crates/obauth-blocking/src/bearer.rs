@@ -48,7 +48,9 @@ pub trait BearerSource: Send + Sync + 'static {
     fn refused(&self, token: &AccessToken);
 
     /// The `Authorization` value that carries [`bearer_token`](Self::bearer_token)'s token,
-    /// as [`obauth_core::bearer::authorization`] builds it.
+    /// as [`obauth_core::bearer::authorization`] builds it. An override must give exactly
+    /// that value (`Bearer ` and the token): the middleware reads the token back from it
+    /// ([`obauth_core::bearer::token_in`]) to report it [`refused`](Self::refused).
     fn authorization_header(&self) -> Result<HeaderValue, Error> {
         Ok(authorization(&self.bearer_token()?)?)
     }

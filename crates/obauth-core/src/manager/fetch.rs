@@ -135,6 +135,7 @@ enum Step {
     /// `kept_lease`); then serving them (`written`) or going on from the store.
     ReleaseKept {
         written: bool,
+        holder: LeaseHolder,
     },
     /// Between taking the step and setting the next: never seen unless a step panicked.
     Busy,
@@ -247,7 +248,7 @@ impl<F: Flight> Fetch<F> {
         match (std::mem::replace(&mut self.step, Step::Busy), event) {
             (Step::Start, Event::Start) => self.start(),
             (Step::PersistUnsaved, Event::Persisted(result)) => self.unsaved_persisted(now, result),
-            (Step::ReleaseKept { written }, Event::Released(_)) => {
+            (Step::ReleaseKept { written, .. }, Event::Released(_)) => {
                 if written {
                     self.unsaved_written(now)
                 } else {
@@ -297,7 +298,13 @@ impl<F: Flight> Fetch<F> {
                 self.step = Step::PersistUnsaved;
                 Action::Persist { expect, record }
             }
-            None => self.load(),
+            // A kept lease whose giving back was cut short (a fetch dropped mid-way): back
+            // first, then the store.
+            None => {
+                let kept = self.state().kept_lease.take();
+                self.release_kept(kept, false)
+                    .unwrap_or_else(|| self.load())
+            }
         }
     }
 
@@ -323,14 +330,16 @@ impl<F: Flight> Fetch<F> {
             }
             Ok(Cas::Conflict(_)) => {
                 // Someone else wrote since: theirs is as new as ours, and is what every
-                // other process now sees. Drop ours and carry on from the store.
+                // other process now sees. Drop ours and carry on from the store. A lease
+                // this cell kept goes back; one inherited from the cell it replaced does
+                // not: that cell, still in use, may be the writer and hold it again now.
                 let kept = {
                     let mut state = self.state();
                     state.unsaved = None;
                     state.kept_lease.take()
                 };
-                self.release_kept(kept, false)
-                    .unwrap_or_else(|| self.load())
+                let own = kept.filter(|holder| *holder == self.cell.holder);
+                self.release_kept(own, false).unwrap_or_else(|| self.load())
             }
             Err(error) if self.degrades(&error) => {
                 // Still out of reach, and the user chose to go on without it: the tokens
@@ -353,7 +362,7 @@ impl<F: Flight> Fetch<F> {
     /// another holder has it now.
     fn release_kept(&mut self, kept: Option<LeaseHolder>, written: bool) -> Option<Action> {
         let holder = kept?;
-        self.step = Step::ReleaseKept { written };
+        self.step = Step::ReleaseKept { written, holder };
         Some(Action::Release { holder })
     }
 
@@ -718,6 +727,16 @@ impl<F: Flight> Fetch<F> {
 impl<F: Flight> Drop for Fetch<F> {
     fn drop(&mut self) {
         if !matches!(self.step, Step::Done) {
+            // A lease this fetch held, or was giving back, while tokens are unwritten is
+            // kept as `finish` keeps it: the fetch that writes them gives it back.
+            let holder = match self.step {
+                Step::ReleaseKept { holder, .. } => Some(holder),
+                _ if self.leased && self.state().unsaved.is_some() => Some(self.cell.holder),
+                _ => None,
+            };
+            if let Some(holder) = holder {
+                self.state().kept_lease.get_or_insert(holder);
+            }
             self.cell.complete(&self.flight, &Err(abandoned()), None);
         }
     }

@@ -921,6 +921,72 @@ fn a_refused_write_keeps_the_rotated_token_and_the_next_call_writes_it_without_r
 }
 
 #[test]
+fn a_lease_inherited_with_unwritten_tokens_is_given_back_only_by_a_write_of_them() {
+    let store = Flaky {
+        inner: MemoryStore::new(),
+        down: Mutex::new(true),
+    };
+    let old = cell(TokenKind::User, Seed::RefreshToken(RefreshToken::new("R1")));
+    let now = t0();
+    // The write of the rotated tokens fails: the old cell keeps its lease.
+    let mut driver = Driver::new(&store, user_key(), now).answer(issued("U2", 100, Some("R2")));
+    assert!(driver.run(lead(&old, now)).is_err());
+    let kept = old.state().kept_lease.unwrap();
+    assert_eq!(kept, old.holder);
+    *store.down.lock().unwrap() = false;
+    // A reconfigured manager: a new cell with the tokens and the kept lease.
+    let new = cell(TokenKind::User, old.handover());
+    new.state().kept_lease = Some(kept);
+    // The old cell, still in use, writes them first and gives its lease back, then takes
+    // it again for a refresh, which is under way when the new cell is first called.
+    old.expire();
+    let mut fetch = lead(&old, now);
+    let mut event = Event::Start;
+    loop {
+        event = match fetch.step(now, event) {
+            Action::Persist { expect, record } => {
+                Event::Persisted(store.compare_and_swap(&user_key(), expect, &record))
+            }
+            Action::Release { holder } => Event::Released(store.release(&user_key(), &holder)),
+            Action::Load => Event::Loaded(store.load(&user_key())),
+            Action::Lease { holder, ttl } => {
+                Event::Leased(store.try_lease(&user_key(), &holder, ttl, now.wall))
+            }
+            Action::Send { grant, .. } => {
+                assert!(matches!(grant, Grant::Refresh(token) if token.expose_secret() == "R2"));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The new cell's write conflicts: the inherited lease, which the old cell holds again
+    // now, is not given back from under it; a refresh asked of the new cell waits for it.
+    new.expire();
+    let mut driver = Driver::new(&store, user_key(), now);
+    let mut new_fetch = lead(&new, now);
+    let mut event = Event::Start;
+    for _ in 0..4 {
+        event = match new_fetch.step(now, event) {
+            Action::Persist { expect, record } => {
+                driver.did.push(Did::Persist(expect));
+                Event::Persisted(store.compare_and_swap(&user_key(), expect, &record))
+            }
+            Action::Release { .. } => panic!("gave back a lease another cell holds"),
+            Action::Load => Event::Loaded(store.load(&user_key())),
+            Action::Lease { holder, ttl } => {
+                let lease = store.try_lease(&user_key(), &holder, ttl, now.wall);
+                assert!(matches!(lease, Ok(Lease::Held { .. })), "{lease:?}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        };
+    }
+    assert_eq!(driver.did, [Did::Persist(Expect::Absent)]);
+    assert!(new.state().kept_lease.is_none());
+    drop(fetch);
+}
+
+#[test]
 fn a_malformed_answer_with_a_rotated_token_keeps_the_token_and_reports_the_error() {
     let store = MemoryStore::new();
     let cell = cell(TokenKind::User, Seed::RefreshToken(RefreshToken::new("R1")));
@@ -1504,12 +1570,24 @@ fn an_abandoned_user_refresh_keeps_the_rotated_token_for_the_next_call() {
             other => panic!("{other:?}"),
         }
     }
-    // The writer panics (or its task is dropped) before the store answers.
+    // The writer panics (or its task is dropped) before the store answers: its lease is
+    // kept, as after a refused write, so no other process presents the spent R1.
     drop(fetch);
+    let other = LeaseHolder::random(&mut OsRandom).unwrap();
+    assert!(matches!(
+        store.try_lease(&user_key(), &other, secs(1), now.wall),
+        Ok(Lease::Held { .. })
+    ));
+    // The next call writes the tokens first, serves them, and gives the lease back.
     let mut driver = Driver::new(&store, user_key(), now);
-    // The lease is still held by the abandoned fetch's holder, which is this cell's: renewed.
     assert_eq!(token(driver.run(lead(&cell, now))), "U2");
-    assert_eq!(driver.did, [Did::Persist(Expect::Absent)]);
+    assert_eq!(driver.did, [Did::Persist(Expect::Absent), Did::Release]);
+    assert_eq!(
+        store
+            .try_lease(&user_key(), &other, secs(1), now.wall)
+            .unwrap(),
+        Lease::Granted
+    );
 }
 
 #[test]

@@ -506,16 +506,21 @@ pub fn url_without_password(url: &str) -> String {
 }
 
 /// `text` with the value of every `password=` parameter (one that follows a `?` or a `&`)
-/// replaced by `***`.
+/// replaced by `***`. A value runs to the next `&` (tokio-postgres knows no fragment, so a
+/// `#` is part of it), and a name counts once percent-decoded (`pass%77ord`).
 fn without_password_parameters(text: &str) -> String {
     let mut shown = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find(['?', '&']) {
         shown.push_str(&rest[..=start]);
         rest = &rest[start + 1..];
-        let end = rest.find(['&', '#']).unwrap_or(rest.len());
+        let end = rest.find('&').unwrap_or(rest.len());
         match rest[..end].split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+            Some((name, _))
+                if percent_encoding::percent_decode_str(name)
+                    .decode_utf8_lossy()
+                    .eq_ignore_ascii_case("password") =>
+            {
                 shown.push_str(name);
                 shown.push_str("=***");
             }
@@ -628,8 +633,25 @@ mod tests {
         // An @ only in a query: more is hidden than needed, nothing secret is shown.
         assert_eq!(
             url_without_password("postgres://u@h/db?a=1&password=pw#f&password=x"),
-            "postgres://***@h/db?a=1&password=***#f&password=***"
+            "postgres://***@h/db?a=1&password=***&password=***"
         );
+        // A `#` is part of a value to tokio-postgres, and names are percent-decoded.
+        for (url, shown) in [
+            (
+                "postgres://h/app?password=s3#cret",
+                "postgres://h/app?password=***",
+            ),
+            (
+                "postgres://h/app?pass%77ord=secret",
+                "postgres://h/app?pass%77ord=***",
+            ),
+            (
+                "postgres://h/app?%70assword=secret&x=1",
+                "postgres://h/app?%70assword=***&x=1",
+            ),
+        ] {
+            assert_eq!(url_without_password(url), shown, "{url}");
+        }
         assert_eq!(
             url_without_password("postgres://h/db?application_name=me@x&password=pw"),
             "postgres://***@x&password=***"
