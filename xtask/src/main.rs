@@ -243,7 +243,10 @@ fn layering() -> Result<(), String> {
     // Default features: the bindings sign with the RSA code their TLS already links, never
     // the `rsa` crate (RUSTSEC-2023-0071, no fixed release).
     let default: &[&str] = &[];
-    let forbidden: [(&str, &[&str], &[&str]); 8] = [
+    // Without its `tracing` feature the blocking binding has no `tracing` in its tree
+    // (obauth-trace's functions are then empty).
+    let untraced: &[&str] = &["--no-default-features", "--features", "rustls"];
+    let forbidden: [(&str, &[&str], &[&str]); 9] = [
         ("obauth-types", all, &["reqwest", "ureq", "hyper", "tokio"]),
         ("obauth-core", all, &["reqwest", "ureq", "hyper", "tokio"]),
         ("obauth-sqlite", all, &["reqwest", "ureq", "hyper", "tokio"]),
@@ -254,6 +257,7 @@ fn layering() -> Result<(), String> {
             &["reqwest", "ureq", "hyper", "tokio"],
         ),
         ("obauth-blocking", all, &["tokio"]),
+        ("obauth-blocking", untraced, &["tracing"]),
         ("obauth-async", default, &["rsa"]),
         ("obauth-blocking", default, &["rsa"]),
     ];
@@ -278,7 +282,7 @@ fn layering() -> Result<(), String> {
         }
     }
     println!(
-        "==> layering: types/core/sqlite/redis (blocking)/trace free of HTTP clients and runtimes; blocking free of tokio (all features); bindings free of rsa (default features)"
+        "==> layering: types/core/sqlite/redis (blocking)/trace free of HTTP clients and runtimes; blocking free of tokio (all features) and of tracing (without the feature); bindings free of rsa (default features)"
     );
     Ok(())
 }

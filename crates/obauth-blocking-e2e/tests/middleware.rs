@@ -140,6 +140,37 @@ fn a_managers_header_is_its_token_marked_sensitive_and_follows_invalidation() {
 }
 
 #[test]
+fn a_token_that_is_no_header_value_is_an_error_never_a_request_without_it() {
+    let (mock, api) = setup();
+    // A server that issues a token with a control character in it.
+    mock.inject(
+        Some(Endpoint::TrueLayerToken),
+        1,
+        obauth_mock::Fault::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"access_token":"bad\u0001token","token_type":"Bearer","expires_in":3600}"#
+                .to_vec(),
+        },
+    );
+    let source = payments(&mock);
+    match source.authorization_header() {
+        Err(obauth_blocking::Error::InvalidInput(_)) => {}
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    // Cached, and still refused as a header, on the fast path too; the middleware sends
+    // nothing.
+    assert!(source.access_token().is_ok());
+    assert!(source.authorization_header().is_err());
+    assert!(
+        BearerAgent::new(agent(), source)
+            .run(post(&api, "/pay", "x"))
+            .is_err()
+    );
+    assert_eq!(api.requests(), 0);
+}
+
+#[test]
 fn a_revoked_token_is_replaced_once_and_the_request_sent_again() {
     let (mock, api) = setup();
     let source = payments(&mock);

@@ -401,18 +401,21 @@ async fn a_store_on_the_applications_own_pool_shares_it() {
     assert!(format!("{store:?}").contains("application's pool"));
 }
 
+/// How many advisory locks the server holds, as psql prints the count.
+fn advisory_locks(server: &PostgresServer) -> String {
+    server
+        .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_runs_out_by_itself_and_a_renewal_moves_its_end() {
     let server = PostgresServer::start().unwrap();
     let a = migrated(&server).await;
     let b = PostgresStore::open(&server.url()).unwrap();
-    let advisory = || {
-        server
-            .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
+    let advisory = || advisory_locks(&server);
     let key = key("kept");
     let kept = holder();
     let now = SystemTime::now();
@@ -451,13 +454,7 @@ async fn a_lease_runs_out_by_itself_and_a_renewal_moves_its_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_never_given_back_ends_with_its_time_or_its_store_and_never_returns_to_the_pool() {
     let server = PostgresServer::start().unwrap();
-    let advisory = || {
-        server
-            .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
+    let advisory = || advisory_locks(&server);
     let config: tokio_postgres::Config = server.url().parse().unwrap();
     let pool = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::new(
         config,

@@ -474,6 +474,10 @@ impl PostgresServer {
         let _ = child.wait();
         let deadline = Instant::now() + Duration::from_secs(10);
         while group_alive(pgid) && Instant::now() < deadline {
+            // A backend the postmaster was forking as the group was signalled can outlive
+            // the signal, and would hold the shared memory that a restart needs: signalled
+            // again until none is left.
+            let _ = signal(&format!("-{pgid}"), "KILL");
             std::thread::sleep(Duration::from_millis(2));
         }
     }
